@@ -1,0 +1,71 @@
+"""amnesiac: make a trained PyTorch image classifier forget specific training instances.
+
+Example:
+    >>> import amnesiac
+    >>> ckpt = amnesiac.load_pretrained("digits")
+    >>> data = amnesiac.load_dataset("digits")
+    >>> idx = amnesiac.parse_forget("random:8:0", data.train_y)
+    >>> forget = (data.train_x[idx], data.train_y[idx])
+    >>> result = amnesiac.unlearn(ckpt.model, forget=forget, method="l2ul", seed=0)
+    >>> amnesiac.evaluate(result.model, forget=forget)["forget_acc"]
+    0.0
+"""
+
+from amnesiac.api import evaluate, list_methods, make_config, unlearn
+from amnesiac.data import Splits, as_tensors, load_dataset, parse_forget, retain_indices
+from amnesiac.errors import (
+    AmnesiacError,
+    CheckpointError,
+    DatasetNotFoundError,
+    DivergenceError,
+    InvalidForgetSetError,
+    InvalidSettingsError,
+    UnknownNameError,
+)
+from amnesiac.methods.base import UnlearnConfig, Unlearner, UnlearnResult, get_method, register
+from amnesiac.models import (
+    Checkpoint,
+    ImageClassifier,
+    create_model,
+    load_checkpoint,
+    load_pretrained,
+    model_meta,
+    save_checkpoint,
+)
+from amnesiac.training import TrainRecipe, train_classifier
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AmnesiacError",
+    "Checkpoint",
+    "CheckpointError",
+    "DatasetNotFoundError",
+    "DivergenceError",
+    "ImageClassifier",
+    "InvalidForgetSetError",
+    "InvalidSettingsError",
+    "Splits",
+    "TrainRecipe",
+    "UnknownNameError",
+    "UnlearnConfig",
+    "UnlearnResult",
+    "Unlearner",
+    "__version__",
+    "as_tensors",
+    "create_model",
+    "evaluate",
+    "get_method",
+    "list_methods",
+    "load_checkpoint",
+    "load_dataset",
+    "load_pretrained",
+    "make_config",
+    "model_meta",
+    "parse_forget",
+    "register",
+    "retain_indices",
+    "save_checkpoint",
+    "train_classifier",
+    "unlearn",
+]

@@ -1,0 +1,209 @@
+"""The public verbs: unlearn, evaluate, list_methods and make_config."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+# importing the package registers every method
+import amnesiac.methods  # noqa: F401
+from amnesiac.data.tensors import as_tensors
+from amnesiac.errors import InvalidForgetSetError, InvalidSettingsError
+from amnesiac.methods.base import (
+    MethodInfo,
+    UnlearnConfig,
+    UnlearnData,
+    UnlearnResult,
+    get_method,
+    registered,
+)
+from amnesiac.metrics.accuracy import accuracy_from_logits, predict_logits
+from amnesiac.ops.losses import runner_up
+
+logger = logging.getLogger(__name__)
+
+Data = Dataset[Any] | tuple[Tensor, Tensor] | tuple[Any, Any]
+
+
+def list_methods() -> list[MethodInfo]:
+    """Every registered method: name, settings class, data it reads, one-line summary, paper."""
+    return [registered()[k] for k in sorted(registered())]
+
+
+def make_config(method: str, preset: str | None = None, **settings: Any) -> UnlearnConfig:
+    """Resolve a method's settings: its defaults, then the preset, then ``settings``.
+
+    Unknown setting names and invalid values are reported together in one
+    :class:`~amnesiac.errors.InvalidSettingsError`.
+    """
+    info = get_method(method)
+    values: dict[str, Any] = {}
+    if preset is not None:
+        presets = info.cls.presets
+        if preset not in presets:
+            valid = ", ".join(sorted(presets)) or "none"
+            raise InvalidSettingsError(
+                f"method {method!r} has no preset {preset!r}; its presets: {valid}"
+            )
+        values.update(presets[preset])
+    values.update(settings)
+    fields = {f.name for f in dataclasses.fields(info.config_cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, fields, n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise InvalidSettingsError(
+            f"method {method!r} has no setting {', '.join(hints)}; its settings: "
+            f"{', '.join(sorted(fields))}"
+        )
+    return info.config_cls(**values)
+
+
+def _model_classes(model: nn.Module, x: Tensor) -> int:
+    logits = predict_logits(model, x[:1])
+    if logits.ndim != 2:
+        raise InvalidSettingsError(
+            f"the model must return logits of shape (N, num_classes); it returned shape "
+            f"{tuple(logits.shape)}"
+        )
+    return int(logits.shape[1])
+
+
+def _param_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    p = next(model.parameters(), None)
+    if p is None:
+        raise InvalidSettingsError("the model has no parameters to unlearn with")
+    return p.device, p.dtype
+
+
+def unlearn(
+    model: nn.Module,
+    forget: Data,
+    *,
+    method: str = "l2ul",
+    retain: Data | None = None,
+    targets: Tensor | None = None,
+    preset: str | None = None,
+    progress: bool = False,
+    callback: Callable[[dict[str, float]], None] | None = None,
+    **settings: Any,
+) -> UnlearnResult:
+    """Make a copy of ``model`` forget the instances in ``forget``.
+
+    Args:
+        model: A classifier taking images in [0, 1] (normalization inside the model) and
+            returning logits. It is never modified: weights, train/eval mode, gradients and hooks
+            stay as they were.
+        forget: The forget set D_f: a Dataset of ``(image, label)`` or a pair ``(x, y)``.
+        method: A registered method name (see :func:`list_methods`).
+        retain: The retained data D_r, for methods that read it (``neg_grad_retain``,
+            ``finetune``, ``retrain``); ignored by forget-only methods.
+        targets: Per-instance relabel targets ``(K,)``; implies ``objective="relabel"``.
+            With ``objective="relabel"`` and no targets, the original model's runner-up class
+            is the target.
+        preset: A named settings bundle of the method, e.g. ``"paper"`` for ``l2ul``.
+        progress: Show a progress bar.
+        callback: Called after every step with that step's history record.
+        **settings: Fields of the method's settings dataclass (``lr``, ``max_steps``,
+            ``seed``, ...); they override the preset.
+
+    Returns:
+        An :class:`UnlearnResult` with the new model, the history, steps, the stop reason and
+        the seconds by phase.
+
+    Shape:
+        ``forget`` images ``(K, C, H, W)`` in [0, 1], labels ``(K,)``.
+
+    Example:
+        >>> result = amnesiac.unlearn(model, forget=(x_f, y_f), method="l2ul", seed=0)
+        >>> metrics = amnesiac.evaluate(result.model, forget=(x_f, y_f), test=(x_t, y_t))
+    """
+    if not isinstance(model, nn.Module):
+        raise InvalidSettingsError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    info = get_method(method)
+    if targets is not None and "objective" not in settings:
+        settings["objective"] = "relabel"
+    config = make_config(method, preset, **settings)
+    fx, fy = as_tensors(forget, name="forget")
+    device, dtype = _param_device_dtype(model)
+    fx, fy = fx.to(device=device, dtype=dtype), fy.to(device)
+    num_classes = _model_classes(model, fx)
+    problems = []
+    if int(fy.max()) >= num_classes or int(fy.min()) < 0:
+        problems.append(
+            f"forget labels must be in [0, {num_classes - 1}] for a {num_classes}-class model, "
+            f"got values in [{int(fy.min())}, {int(fy.max())}]"
+        )
+    rx = ry = None
+    if info.needs_retain:
+        if retain is None:
+            problems.append(f"method {method!r} reads the retained data; pass retain=")
+        else:
+            rx, ry = as_tensors(retain, name="retain")
+            rx, ry = rx.to(device=device, dtype=dtype), ry.to(device)
+            if rx.shape[1:] != fx.shape[1:]:
+                problems.append(
+                    f"retain images have shape {tuple(rx.shape[1:])} but forget images "
+                    f"{tuple(fx.shape[1:])}"
+                )
+    elif retain is not None:
+        logger.info("method %s reads only the forget set; retain data ignored", method)
+    tgt: Tensor | None = None
+    if config.objective == "misclassify" and targets is not None:
+        problems.append("targets were given with objective='misclassify'; use 'relabel'")
+    if config.objective == "relabel" and not problems:
+        if targets is None:
+            tgt = runner_up(predict_logits(model, fx), fy)
+        else:
+            tgt = torch.as_tensor(targets).to(device=device).long().reshape(-1)
+            if len(tgt) != len(fy):
+                problems.append(f"got {len(tgt)} targets for {len(fy)} forget instances")
+            elif int(tgt.min()) < 0 or int(tgt.max()) >= num_classes:
+                problems.append(f"targets must be in [0, {num_classes - 1}]")
+            elif bool((tgt == fy).any()):
+                same = torch.nonzero(tgt == fy).flatten()[:5].tolist()
+                problems.append(
+                    f"targets equal the true label at forget positions {same}; a relabel target "
+                    "must differ from the true label"
+                )
+    if problems:
+        raise InvalidForgetSetError("; ".join(problems))
+    data = UnlearnData(fx, fy, tgt, rx, ry, num_classes)
+    logger.info("unlearning %d instances with %s", len(fy), method)
+    return info.cls(config).unlearn(model, data, progress=progress, callback=callback)
+
+
+def evaluate(
+    model: nn.Module,
+    *,
+    forget: Data | None = None,
+    retain: Data | None = None,
+    test: Data | None = None,
+    targets: Tensor | None = None,
+    batch_size: int = 1024,
+) -> dict[str, float]:
+    """Accuracy of ``model`` on each given set, in percent, as a flat dict.
+
+    Keys: ``forget_acc``, ``retain_acc``, ``test_acc`` for the sets given, and
+    ``forget_target_acc`` (share of forget instances predicted as their target) when
+    ``targets`` is given. The model's mode is restored; no gradients are computed.
+    """
+    out: dict[str, float] = {}
+    for key, data in (("forget", forget), ("retain", retain), ("test", test)):
+        if data is None:
+            continue
+        x, y = as_tensors(data, name=key)
+        logits = predict_logits(model, x, batch_size=batch_size)
+        out[f"{key}_acc"] = accuracy_from_logits(logits, y)
+        if key == "forget" and targets is not None:
+            out["forget_target_acc"] = accuracy_from_logits(logits, torch.as_tensor(targets))
+    return out

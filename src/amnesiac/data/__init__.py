@@ -1,0 +1,24 @@
+"""Datasets by name, forget-set specs and splits.
+
+Example:
+    >>> from amnesiac.data import load_dataset, parse_forget, retain_indices
+    >>> splits = load_dataset("digits")
+    >>> forget = parse_forget("random:100:0", splits.train_y)
+    >>> retain = retain_indices(len(splits.train_y), forget)
+    >>> len(forget) + len(retain) == len(splits.train_y)
+    True
+"""
+
+from amnesiac.data.datasets import Splits, list_datasets, load_dataset
+from amnesiac.data.forget import forget_spec_help, parse_forget, retain_indices
+from amnesiac.data.tensors import as_tensors
+
+__all__ = [
+    "Splits",
+    "as_tensors",
+    "forget_spec_help",
+    "list_datasets",
+    "load_dataset",
+    "parse_forget",
+    "retain_indices",
+]

@@ -1,0 +1,33 @@
+"""Unlearning methods, one file each; importing this package registers them all."""
+
+from amnesiac.methods import (  # noqa: F401  (registration on import)
+    finetune,
+    l2ul,
+    l2ul_adv,
+    l2ul_imp,
+    neg_grad,
+    neg_grad_retain,
+    relabel,
+    retrain,
+)
+from amnesiac.methods.base import (
+    MethodInfo,
+    UnlearnConfig,
+    UnlearnData,
+    Unlearner,
+    UnlearnResult,
+    get_method,
+    register,
+    registered,
+)
+
+__all__ = [
+    "MethodInfo",
+    "UnlearnConfig",
+    "UnlearnData",
+    "UnlearnResult",
+    "Unlearner",
+    "get_method",
+    "register",
+    "registered",
+]

@@ -1,0 +1,29 @@
+"""``l2ul_adv``: L2UL with the adversarial-example regularizer alone (the paper's Case 2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from amnesiac.methods.base import register
+from amnesiac.methods.l2ul import L2UL, PAPER_PRESET, L2ULConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class L2ULAdvConfig(L2ULConfig):
+    """:class:`L2ULConfig` with the MAS penalty off (``reg_weight=0``)."""
+
+    reg_weight: float = 0.0
+
+
+@register
+class AdversarialRegularization(L2UL):
+    """L2UL's adversarial examples of the forget set as the only regularizer.
+
+    Equals ``l2ul`` with ``reg_weight=0`` (a test holds it to that).
+    """
+
+    name = "l2ul_adv"
+    config_cls = L2ULAdvConfig
+    summary = "forget objective + adversarial examples of the forget set (paper's Case 2)"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {**PAPER_PRESET, "reg_weight": 0.0}}

@@ -1,0 +1,29 @@
+"""``l2ul_imp``: L2UL with the MAS weight-importance regularizer alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from amnesiac.methods.base import register
+from amnesiac.methods.l2ul import L2UL, PAPER_PRESET, L2ULConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class L2ULImpConfig(L2ULConfig):
+    """:class:`L2ULConfig` with no adversarial examples (``n_adv=0``)."""
+
+    n_adv: int = 0
+
+
+@register
+class ImportanceRegularization(L2UL):
+    """L2UL's MAS weight-importance penalty as the only regularizer.
+
+    Equals ``l2ul`` with ``n_adv=0``.
+    """
+
+    name = "l2ul_imp"
+    config_cls = L2ULImpConfig
+    summary = "forget objective + MAS weight importance computed on the forget set"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {**PAPER_PRESET, "n_adv": 0}}

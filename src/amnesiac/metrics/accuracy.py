@@ -1,0 +1,43 @@
+"""Accuracy and predictions: batched inference that leaves the model as it found it."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, x: Tensor, *, batch_size: int = 1024) -> Tensor:
+    """Logits of ``model`` on ``x`` in eval mode; the model's train/eval mode is restored after.
+
+    Shape:
+        ``x``: ``(N, C, H, W)``; returns ``(N, num_classes)`` on ``x``'s device.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        device = next((p.device for p in model.parameters()), x.device)
+        dtype = next((p.dtype for p in model.parameters()), x.dtype)
+        outs = [
+            model(x[i : i + batch_size].to(device=device, dtype=dtype))
+            for i in range(0, len(x), batch_size)
+        ]
+    finally:
+        model.train(was_training)
+    if not outs:
+        return x.new_zeros((0, 0))
+    return torch.cat(outs).to(x.device)
+
+
+def accuracy_from_logits(logits: Tensor, y: Tensor) -> float:
+    """Top-1 accuracy in percent; ``nan`` for an empty set."""
+    if len(y) == 0:
+        return float("nan")
+    return float((logits.argmax(1) == y.to(logits.device)).float().mean().item() * 100.0)
+
+
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 1024) -> float:
+    """Top-1 accuracy of ``model`` on ``(x, y)`` in percent (eval mode, no gradients)."""
+    if len(y) == 0:
+        return float("nan")
+    return accuracy_from_logits(predict_logits(model, x, batch_size=batch_size), y)

@@ -1,0 +1,17 @@
+"""Pure tensor functions that unlearning methods compose.
+
+* :mod:`amnesiac.ops.pgd`: L2 PGD adversarial examples and attack targets.
+* :mod:`amnesiac.ops.importance`: MAS parameter importance and the weighted quadratic penalty.
+"""
+
+from amnesiac.ops.importance import importance_penalty, mas_importance, normalize_importance
+from amnesiac.ops.pgd import paper_targets, pgd_l2, random_targets
+
+__all__ = [
+    "importance_penalty",
+    "mas_importance",
+    "normalize_importance",
+    "paper_targets",
+    "pgd_l2",
+    "random_targets",
+]

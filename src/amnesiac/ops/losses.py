@@ -1,0 +1,89 @@
+"""Forget objectives as pure functions of logits."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+ForgetLoss = Literal["neg_ce", "margin", "runner_up"]
+
+
+def other_max(logits: Tensor, label: Tensor) -> Tensor:
+    """Largest logit among the classes other than ``label``.
+
+    Shape:
+        ``logits``: ``(N, C)``; ``label``: ``(N,)``; returns ``(N,)``.
+    """
+    masked = logits.masked_fill(F.one_hot(label, logits.shape[1]).bool(), float("-inf"))
+    return masked.max(1).values
+
+
+def margin_loss(logits: Tensor, label: Tensor, *, margin: float, toward: bool) -> Tensor:
+    """Hinge on the logit margin, zero once an instance is past the boundary by ``margin``.
+
+    ``toward=False`` (misclassify): mean of ``relu(z_label - max_{j != label} z_j + margin)``.
+    ``toward=True`` (relabel to ``label``): mean of
+    ``relu(max_{j != label} z_j - z_label + margin)``.
+
+    Shape:
+        ``logits``: ``(N, C)``; ``label``: ``(N,)``; returns a scalar.
+    """
+    z = logits.gather(1, label[:, None]).squeeze(1)
+    gap = z - other_max(logits, label)
+    return F.relu((-gap if toward else gap) + margin).mean()
+
+
+def runner_up(logits: Tensor, label: Tensor) -> Tensor:
+    """The highest-scoring class other than ``label`` (the nearest wrong class).
+
+    Shape:
+        ``logits``: ``(N, C)``; ``label``: ``(N,)``; returns ``(N,)`` int64.
+    """
+    masked = logits.masked_fill(F.one_hot(label, logits.shape[1]).bool(), float("-inf"))
+    return masked.argmax(1)
+
+
+def forget_loss(
+    logits: Tensor,
+    label: Tensor,
+    *,
+    kind: ForgetLoss,
+    target: Tensor | None = None,
+    margin: float = 0.0,
+) -> Tensor:
+    """The loss that makes a forget batch meet its objective (lower is more forgotten).
+
+    Args:
+        logits: Model outputs on the forget batch.
+        label: True labels.
+        kind: ``"neg_ce"``: gradient ascent on the cross-entropy of the true label (the paper;
+            unbounded). ``"runner_up"``: cross-entropy toward ``target``. ``"margin"``: hinge on
+            the logit margin (see :func:`margin_loss`), toward ``target`` if given, else away from
+            ``label``.
+        target: Per-instance target labels (relabel, or the original model's runner-up class).
+        margin: Logit margin of ``"margin"``.
+
+    Shape:
+        ``logits``: ``(N, C)``; ``label``, ``target``: ``(N,)``; returns a scalar.
+    """
+    if kind == "neg_ce":
+        if target is not None:
+            return F.cross_entropy(logits, target)
+        return -F.cross_entropy(logits, label)
+    if kind == "runner_up":
+        if target is None:
+            raise ValueError("forget loss 'runner_up' needs target labels")
+        return F.cross_entropy(logits, target)
+    if kind == "margin":
+        if target is not None:
+            return margin_loss(logits, target, margin=margin, toward=True)
+        return margin_loss(logits, label, margin=margin, toward=False)
+    raise ValueError(f"unknown forget loss {kind!r}; use 'neg_ce', 'runner_up' or 'margin'")
+
+
+def soft_cross_entropy(logits: Tensor, target_probs: Tensor) -> Tensor:
+    """Cross-entropy against soft targets (distillation), mean over the batch."""
+    return -(target_probs * torch.log_softmax(logits, 1)).sum(1).mean()
