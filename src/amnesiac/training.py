@@ -170,7 +170,7 @@ def train_classifier(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
+                running = 0.98 * running + 0.02 * loss.item() if i else loss.item()
                 step += 1
                 bar.update()
                 if step % 20 == 0:

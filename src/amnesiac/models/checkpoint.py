@@ -58,7 +58,15 @@ def save_checkpoint(model: nn.Module, path: str | Path, meta: dict[str, Any]) ->
     atomic_write_bytes(path, checkpoint_bytes(model, meta))
 
 
-def _refuse_pickle(path: Path, raw: bytes) -> CheckpointError:
+def _looks_like_safetensors(raw: bytes) -> bool:
+    """8-byte little-endian header length, then a JSON object that fits in the file."""
+    if len(raw) < 10:
+        return False
+    n = int.from_bytes(raw[:8], "little")
+    return 8 + n <= len(raw) and raw[8:9] == b"{"
+
+
+def _refuse_pickle(path: Path) -> CheckpointError:
     return CheckpointError(
         f"{path} is a pickled PyTorch file, not an amnesiac checkpoint. Pickles can execute code "
         "when loaded, so amnesiac does not load them; save the model with "
@@ -77,12 +85,16 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (or is not a file)")
     raw = path.read_bytes()
-    if raw[:2] == b"PK" or raw[:1] == b"\x80":
-        raise _refuse_pickle(path, raw)
+    if not _looks_like_safetensors(raw):
+        if raw[:4] == b"PK\x03\x04" or (raw[:1] == b"\x80" and raw[1:2] in b"\x02\x03\x04\x05"):
+            raise _refuse_pickle(path)
+        raise CheckpointError(
+            f"{path} is not a safetensors checkpoint (unrecognized header); save models with "
+            "amnesiac.save_checkpoint"
+        )
     try:
         tensors = st_load(raw)
-        header_len = int.from_bytes(raw[:8], "little")
-        header = json.loads(raw[8 : 8 + header_len])
+        header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
     except (SafetensorError, ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({e})") from None
     try:

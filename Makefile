@@ -1,0 +1,43 @@
+# amnesiac: `make demo` runs the main job, `make test` the whole test suite, on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH := torch==2.14.1 torchvision==0.29.1
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: setup data demo test lint bench bench-digits clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Fashion-MNIST from Debian's package (the tests skip the real-data checks without it).
+data:
+	@if [ -f $(FMNIST) ] || [ -n "$$AMNESIAC_DATA" ]; then true; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+		(apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null); \
+	else echo "Fashion-MNIST not found: run 'sudo apt-get install dataset-fashion-mnist' or set AMNESIAC_DATA"; fi
+
+setup: $(STAMP) data
+
+demo: setup
+	mkdir -p out
+	$(BIN)/amnesiac unlearn --dataset fashion-mnist --forget random:32:0 --method l2ul \
+		--out out/demo-unlearned.safetensors --report out/demo-report.json --forget-out out/demo-forget.txt
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+test: setup
+	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory lint
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from amnesiac.cli import main
+
+sys.exit(main())

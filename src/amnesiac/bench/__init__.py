@@ -1,0 +1,7 @@
+"""The benchmark harness: grids of runs through the public API, results rows, RESULTS.md."""
+
+from amnesiac.bench.grid import Cell, Grid, load_grid
+from amnesiac.bench.report import summarize, write_report
+from amnesiac.bench.runner import read_rows, run_grid
+
+__all__ = ["Cell", "Grid", "load_grid", "read_rows", "run_grid", "summarize", "write_report"]

@@ -1,0 +1,134 @@
+"""Benchmark grids: a YAML file expanded into cells (method x k x seed), each with a stable id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from amnesiac.errors import InvalidSettingsError
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid."""
+
+    label: str
+    method: str
+    preset: str | None
+    settings: dict[str, Any]
+    k: int
+    seed: int
+    dataset: str
+    model: str
+    kind: str = "unlearn"
+    section: str = "main"
+
+    @property
+    def id(self) -> str:
+        key = json.dumps(
+            [
+                self.kind,
+                self.label,
+                self.method,
+                self.preset,
+                self.settings,
+                self.k,
+                self.seed,
+                self.dataset,
+                self.model,
+                self.section,
+            ],
+            sort_keys=True,
+        )
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A parsed grid file.
+
+    Attributes:
+        name: Grid name (shown in RESULTS.md).
+        dataset: Dataset name.
+        model: ``shipped`` or a checkpoint path.
+        retain_eval_size: D_r is measured on a seeded subset of this size (0: all of D_r).
+        cells: The expanded runs, in order.
+        results: Where rows go (relative to the grid file).
+        report: Where RESULTS.md goes (relative to the grid file).
+    """
+
+    name: str
+    dataset: str
+    model: str
+    retain_eval_size: int
+    cells: list[Cell] = field(default_factory=list)
+    results: str = "results.jsonl"
+    report: str = "RESULTS.md"
+    path: Path = Path(".")
+
+
+def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
+    """Read and expand a grid YAML file; every problem is reported at once."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidSettingsError(f"grid file {path} does not exist")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise InvalidSettingsError(f"grid file {path} is not valid YAML: {e}") from None
+    if not isinstance(spec, dict):
+        raise InvalidSettingsError(f"grid file {path} must hold a mapping")
+    problems = [
+        f"missing key {k!r}" for k in ("dataset", "ks", "seeds", "methods") if k not in spec
+    ]
+    if problems:
+        raise InvalidSettingsError(f"grid file {path}: " + "; ".join(problems))
+    dataset, model = str(spec["dataset"]), str(spec.get("model", "shipped"))
+    cells: list[Cell] = []
+    if spec.get("speed", True):
+        cells.append(Cell("speed", "speed", None, {}, 0, 0, dataset, model, kind="speed"))
+    for i, entry in enumerate(spec["methods"]):
+        if isinstance(entry, str):
+            entry = {"method": entry}
+        if not isinstance(entry, dict) or "method" not in entry:
+            problems.append(f"methods[{i}] needs a 'method' key")
+            continue
+        unknown = set(entry) - {"method", "label", "preset", "settings", "ks", "seeds", "section"}
+        if unknown:
+            problems.append(f"methods[{i}] has unknown keys {sorted(unknown)}")
+        label = str(entry.get("label", entry["method"]))
+        ks: list[Any] = list(entry.get("ks", spec["ks"]) or [])
+        seeds: list[Any] = list(entry.get("seeds", spec["seeds"]) or [])
+        for k in ks:
+            for seed in seeds:
+                cells.append(
+                    Cell(
+                        label,
+                        str(entry["method"]),
+                        entry.get("preset"),
+                        dict(entry.get("settings", {}) or {}),
+                        int(k),
+                        int(seed),
+                        dataset,
+                        model,
+                        section=str(entry.get("section", "main")),
+                    )
+                )
+    if problems:
+        raise InvalidSettingsError(f"grid file {path}: " + "; ".join(problems))
+    size = 0 if full_retain else int(spec.get("retain_eval_size", 10000))
+    return Grid(
+        name=str(spec.get("name", path.stem)),
+        dataset=dataset,
+        model=model,
+        retain_eval_size=size,
+        cells=cells,
+        results=str(spec.get("results", "results.jsonl")),
+        report=str(spec.get("report", "RESULTS.md")),
+        path=path,
+    )

@@ -1,0 +1,230 @@
+"""Turn benchmark rows into RESULTS.md and PNG plots. The file is generated, never edited."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from amnesiac._io import atomic_write_text
+from amnesiac.bench.grid import Grid
+from amnesiac.bench.runner import cpu_name
+
+
+def _ms(values: list[float], digits: int = 1) -> str:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return "-"
+    mean = statistics.fmean(vals)
+    if len(vals) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
+
+
+def _wall(row: dict[str, Any]) -> float:
+    return float(row["seconds"].get("wall", row["seconds"].get("total", 0.0)))
+
+
+def summarize(rows: list[dict[str, Any]], section: str = "main") -> list[dict[str, Any]]:
+    """Mean and std over seeds per (label, k) of the successful unlearning rows."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    order: list[tuple[str, int]] = []
+    for r in rows:
+        if r.get("kind") != "unlearn" or r.get("status") != "ok":
+            continue
+        if r.get("section", "main") != section:
+            continue
+        key = (r["label"], r["k"])
+        if key not in groups:
+            order.append(key)
+        groups[key].append(r)
+    out = []
+    for label, k in sorted(order, key=lambda t: (t[1], order.index(t))):
+        g = groups[(label, k)]
+        out.append(
+            {
+                "label": label,
+                "k": k,
+                "n": len(g),
+                "forgotten": sum(bool(r["forgotten"]) for r in g),
+                "forget_acc": [r["after_forget_acc"] for r in g],
+                "retain_acc": [r["after_retain_acc"] for r in g],
+                "test_acc": [r["after_test_acc"] for r in g],
+                "retain_drop": [r["before_retain_acc"] - r["after_retain_acc"] for r in g],
+                "test_drop": [r["before_test_acc"] - r["after_test_acc"] for r in g],
+                "steps": [float(r["steps"]) for r in g],
+                "seconds": [_wall(r) for r in g],
+            }
+        )
+    return out
+
+
+def _table(summary: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| method | k | forgotten | D_f acc | D_r acc (drop) | D_test acc (drop) | steps "
+        "| seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summary:
+        lines.append(
+            f"| {s['label']} | {s['k']} | {s['forgotten']}/{s['n']} | {_ms(s['forget_acc'])} | "
+            f"{_ms(s['retain_acc'], 2)} ({_ms(s['retain_drop'], 2)}) | "
+            f"{_ms(s['test_acc'], 2)} ({_ms(s['test_drop'], 2)}) | {_ms(s['steps'], 0)} | "
+            f"{_ms(s['seconds'])} |"
+        )
+    return lines
+
+
+def _find(rows: list[dict[str, Any]], label: str, k: int, seed: int) -> dict[str, Any] | None:
+    for r in rows:
+        if (
+            r.get("kind") == "unlearn"
+            and r.get("status") == "ok"
+            and r["label"] == label
+            and r["k"] == k
+            and r["seed"] == seed
+            and r.get("section", "main") == "main"
+        ):
+            return r
+    return None
+
+
+def plots(summary: list[dict[str, Any]], out_dir: Path, prefix: str) -> list[str]:
+    """Write the three PNG plots; return their file names."""
+    by_label: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for s in summary:
+        by_label[s["label"]].append(s)
+    names = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, ss in by_label.items():
+        ss = sorted(ss, key=lambda s: s["k"])
+        ax.plot(
+            [s["k"] for s in ss], [statistics.fmean(s["test_acc"]) for s in ss], "o-", label=label
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("forget-set size k")
+    ax.set_ylabel("test accuracy after unlearning (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    names.append(f"{prefix}_test_acc_vs_k.png")
+    fig.savefig(out_dir / names[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    labels = list(by_label)
+    means = [statistics.fmean([x for s in by_label[la] for x in s["seconds"]]) for la in labels]
+    ax.barh(labels, means)
+    ax.set_xscale("log")
+    ax.set_xlabel("wall time per run, mean over k and seeds (s, log scale)")
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    names.append(f"{prefix}_seconds.png")
+    fig.savefig(out_dir / names[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, ss in by_label.items():
+        xs = [statistics.fmean(s["seconds"]) for s in ss]
+        ys = [statistics.fmean(s["test_drop"]) for s in ss]
+        ax.scatter(xs, ys, label=label)
+        for s, x, y in zip(ss, xs, ys, strict=True):
+            ax.annotate(f"k={s['k']}", (x, y), fontsize=6)
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds (log scale)")
+    ax.set_ylabel("test-accuracy drop (points)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    names.append(f"{prefix}_drop_vs_seconds.png")
+    fig.savefig(out_dir / names[-1], dpi=110)
+    plt.close(fig)
+    return names
+
+
+def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Path:
+    """Write RESULTS.md (and the plots beside it) from ``rows``; return its path."""
+    out_dir = grid.path.parent
+    summary = summarize(rows)
+    prefix = grid.name.replace(" ", "_")
+    images = plots(summary, out_dir, prefix) if summary else []
+    ok = [r for r in rows if r.get("status") == "ok"]
+    failed = [r for r in rows if r.get("status") == "failed"]
+    total = sum(_wall(r) for r in ok if r.get("kind") == "unlearn")
+    env = ok[0] if ok else {}
+    lines = [
+        f"# Benchmark results: {grid.name}",
+        "",
+        "Generated by `amnesiac bench --report` from the rows in "
+        f"`{grid.results}`; do not edit by hand. Rows produced by:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"- Generated: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"- Machine: {env.get('cpu', cpu_name())}, {env.get('cores', '?')} cores, "
+        f"{env.get('threads', '?')} torch threads, torch {env.get('torch', '?')}",
+        f"- Dataset: {grid.dataset}; model: {grid.model}; cells: {len(ok)} ok, "
+        f"{len(failed)} failed",
+        f"- Unlearning wall time summed over the grid: {total / 60:.1f} min",
+        "- D_r accuracy is measured on "
+        + (
+            f"a seeded subset of {grid.retain_eval_size:,} retained instances per (k, seed)"
+            if grid.retain_eval_size
+            else "all retained instances"
+        )
+        + "; D_f and D_test on all of them. Accuracies in percent, mean ± std over seeds; "
+        "drops are before minus after.",
+        "",
+    ]
+    speed = [r for r in ok if r.get("kind") == "speed"]
+    ref = _find(rows, "retrain", 32, 0)
+    ours = _find(rows, "l2ul", 32, 0)
+    paper = _find(rows, "l2ul (paper)", 32, 0)
+    if speed or (ref and ours):
+        lines += ["## Speed", ""]
+    if ref and ours:
+        lines.append(
+            f"k=32, seed 0: `l2ul` {_wall(ours):.1f} s"
+            + (f", `l2ul` paper preset {_wall(paper):.1f} s" if paper else "")
+            + f", `retrain` {_wall(ref):.1f} s. `retrain` / `l2ul` = "
+            f"**{_wall(ref) / _wall(ours):.1f}x**"
+            + (
+                f"; paper preset / `l2ul` = **{_wall(paper) / _wall(ours):.2f}x**."
+                if paper
+                else "."
+            )
+        )
+        lines.append("")
+    if speed:
+        s = speed[-1]
+        lines.append(
+            f"PGD efficiency {s['pgd_efficiency']:.2f} ({s['pgd_example_iters_per_s']:.0f} "
+            f"example-iterations/s against {s['fwd_bwd_per_s']:.0f} examples/s of a plain "
+            f"forward+backward pass, batch {int(s['speed_batch'])}); evaluation efficiency "
+            f"{s['eval_efficiency']:.2f} ({s['evaluate_per_s']:.0f} against "
+            f"{s['infer_per_s']:.0f} images/s of plain inference)."
+        )
+        lines.append("")
+    if summary:
+        lines += ["## Results", "", *_table(summary), ""]
+        lines += [f"![{name}]({name})" for name in images] + [""]
+    ablation = summarize(rows, "ablation")
+    if ablation:
+        lines += ["## Ablation (each change on its own)", "", *_table(ablation), ""]
+    if failed:
+        lines += ["## Failed cells", ""]
+        lines += [f"- {r['label']} k={r['k']} seed={r['seed']}: {r['error']}" for r in failed]
+        lines.append("")
+    path = out_dir / grid.report
+    atomic_write_text(path, "\n".join(lines))
+    return path

@@ -1,0 +1,73 @@
+"""Speed probes measured in the same run as the grid, reported as ratios."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+import amnesiac
+from amnesiac.ops import pgd_l2
+
+
+def _rate(fn: Any, n_items: int, repeats: int = 3) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return n_items / best
+
+
+def measure_speed(
+    model: nn.Module, x: Tensor, *, batch: int = 1024, iters: int = 5, eval_n: int = 8192
+) -> dict[str, float]:
+    """PGD and evaluation throughput against plain passes of the same model and batch size.
+
+    Returns ``pgd_efficiency`` = (examples x iterations / s of :func:`pgd_l2`) / (examples / s of
+    a plain forward+backward pass), and ``eval_efficiency`` = (examples / s of
+    :func:`amnesiac.evaluate`) / (examples / s of plain inference).
+    """
+    m = copy.deepcopy(model).eval()
+    xb = x[:batch]
+    target = torch.zeros(len(xb), dtype=torch.long)
+
+    def plain_fwd_bwd() -> None:
+        for _ in range(iters):
+            inp = xb.clone().requires_grad_(True)
+            loss = nn.functional.cross_entropy(m(inp), target, reduction="sum")
+            torch.autograd.grad(loss, inp)
+
+    def pgd() -> None:
+        pgd_l2(
+            m, xb, target, eps=2.0, step_size=0.1, steps=iters, random_start=False, batch_size=batch
+        )
+
+    xe = x[:eval_n]
+    ye = torch.zeros(len(xe), dtype=torch.long)
+
+    @torch.inference_mode()
+    def plain_infer() -> None:
+        for i in range(0, len(xe), batch):
+            m(xe[i : i + batch])
+
+    def evaluate() -> None:
+        amnesiac.evaluate(m, test=(xe, ye), batch_size=batch)
+
+    fb = _rate(plain_fwd_bwd, len(xb) * iters)
+    pg = _rate(pgd, len(xb) * iters)
+    inf = _rate(plain_infer, len(xe))
+    ev = _rate(evaluate, len(xe))
+    return {
+        "fwd_bwd_per_s": fb,
+        "pgd_example_iters_per_s": pg,
+        "pgd_efficiency": pg / fb,
+        "infer_per_s": inf,
+        "evaluate_per_s": ev,
+        "eval_efficiency": ev / inf,
+        "speed_batch": float(batch),
+    }

@@ -1,0 +1,546 @@
+"""The ``amnesiac`` command line: a thin skin over the public API, and the only place that prints.
+
+Method settings become flags generated from each method's settings dataclass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import platform
+import re
+import sys
+import time
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import amnesiac
+from amnesiac._io import OutputPathError, atomic_write_text, check_writable
+from amnesiac.data import Splits, list_datasets, load_dataset, parse_forget, retain_indices
+from amnesiac.errors import AmnesiacError, CheckpointError
+from amnesiac.models import Checkpoint, load_checkpoint, load_pretrained, model_meta
+from amnesiac.models.checkpoint import checkpoint_bytes
+from amnesiac.training import TrainRecipe
+
+PROG = "amnesiac"
+
+
+class CLIError(AmnesiacError):
+    """A problem with the command line itself."""
+
+
+# ------------------------------------------------------------------ flags from dataclasses
+def _field_docs(cls: type) -> dict[str, str]:
+    """Attribute descriptions from the Google-style ``Attributes:`` sections along the MRO."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        text = klass.__doc__ or ""
+        if "Attributes:" not in text:
+            continue
+        section = text.split("Attributes:", 1)[1]
+        current = None
+        for line in section.splitlines():
+            m = re.match(r"^\s{4,8}(\w+): (.*)$", line)
+            if m and (len(line) - len(line.lstrip())) <= 8:
+                current = m.group(1)
+                docs[current] = m.group(2).strip()
+            elif current and line.strip():
+                docs[current] += " " + line.strip()
+            elif not line.strip() and current:
+                current = None
+    return docs
+
+
+def _flag_kwargs(tp: Any) -> dict[str, Any]:
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        return {"choices": choices, "type": type(choices[0])}
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _flag_kwargs(args[0])
+    if tp is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if tp in (int, float, str):
+        return {"type": tp}
+    return {"type": str}
+
+
+def add_dataclass_flags(
+    parser: argparse.ArgumentParser | Any, cls: type, *, skip: Sequence[str] = ()
+) -> list[str]:
+    """Add one ``--flag`` per field of dataclass ``cls`` (default ``None``: not given).
+
+    Returns the field names added.
+    """
+    hints = typing.get_type_hints(cls)
+    docs = _field_docs(cls)
+    names = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        kwargs = _flag_kwargs(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_text = docs.get(f.name, "")
+        kwargs["help"] = f"{help_text} (default: {default})".replace("%", "%%")
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, **kwargs)
+        names.append(f.name)
+    return names
+
+
+def _given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+# ------------------------------------------------------------------ shared helpers
+def _versions() -> dict[str, str]:
+    import torchvision
+
+    return {
+        "amnesiac": amnesiac.__version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "threads": str(torch.get_num_threads()),
+    }
+
+
+def _load_model(spec: str | None, dataset: str) -> tuple[Checkpoint, str]:
+    if spec is None or spec == "shipped":
+        ckpt = load_pretrained(dataset)
+        return ckpt, f"shipped:{dataset}"
+    return load_checkpoint(spec), spec
+
+
+def _check_fit(ckpt: Checkpoint, data: Splits, source: str) -> None:
+    meta = ckpt.meta
+    problems = []
+    if int(meta["num_classes"]) != data.num_classes:
+        problems.append(
+            f"model {source} has {meta['num_classes']} classes but dataset {data.name} has "
+            f"{data.num_classes}"
+        )
+    if int(meta["in_channels"]) != data.input_shape[0]:
+        problems.append(
+            f"model {source} takes {meta['in_channels']} channels but dataset {data.name} has "
+            f"{data.input_shape[0]}"
+        )
+    shape = meta.get("input_shape")
+    if shape and tuple(shape) != tuple(data.input_shape):
+        problems.append(
+            f"model {source} was trained on images of shape {tuple(shape)}, dataset "
+            f"{data.name} has {tuple(data.input_shape)}"
+        )
+    if problems:
+        raise CheckpointError("; ".join(problems) + "; pass a model trained on this dataset")
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(out)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _retain_eval(data: Splits, forget: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    retain = retain_indices(len(data.train_y), forget)
+    if 0 < size < len(retain):
+        g = torch.Generator().manual_seed(seed)
+        retain = retain[torch.randperm(len(retain), generator=g)[:size]].sort().values
+    return retain
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dataset", required=True, help=f"one of {', '.join(list_datasets())}, or folder:PATH"
+    )
+    p.add_argument("--data-dir", default=None, help="folder to look for the dataset in first")
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="download the dataset with torchvision if not found (needs a network)",
+    )
+
+
+# ------------------------------------------------------------------ commands
+def cmd_methods(args: argparse.Namespace) -> int:
+    rows = [
+        [m.name, "+".join(m.reads), ", ".join(sorted(m.cls.presets)) or "-", m.summary]
+        for m in amnesiac.list_methods()
+    ]
+    print(_table(rows, ["method", "reads", "presets", "description"]))
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    out = check_writable(args.out)
+    recipe = TrainRecipe(**_given(args, args._recipe_fields))
+    data = load_dataset(args.dataset, args.data_dir, download=args.download)
+    c, h, w = data.input_shape
+    torch.manual_seed(recipe.seed)
+    model = amnesiac.create_model(
+        args.arch, in_channels=c, num_classes=data.num_classes, mean=data.mean, std=data.std
+    )
+    print(
+        f"pretraining {args.arch} on {data.name}: {len(data.train_y)} train, "
+        f"{len(data.test_y)} test images, {recipe.epochs} epochs"
+    )
+    accs: list[float] = []
+    t0 = time.perf_counter()
+
+    def on_epoch(epoch: int, m: torch.nn.Module) -> dict[str, float]:
+        acc = amnesiac.evaluate(m, test=(data.test_x, data.test_y))["test_acc"]
+        accs.append(acc)
+        print(
+            f"epoch {epoch + 1}/{recipe.epochs}: test accuracy {acc:.2f}% "
+            f"({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
+        return {"test_acc": acc}
+
+    amnesiac.train_classifier(
+        model, data.train_x, data.train_y, recipe, progress=True, on_epoch=on_epoch
+    )
+    meta = model_meta(
+        args.arch,
+        in_channels=c,
+        num_classes=data.num_classes,
+        mean=data.mean,
+        std=data.std,
+        input_shape=[c, h, w],
+        dataset=data.name,
+        classes=list(data.classes),
+        recipe=recipe.to_dict(),
+        test_acc=accs[-1] if accs else None,
+        trained_by=f"amnesiac pretrain --dataset {data.name} --arch {args.arch} "
+        f"--epochs {recipe.epochs} --seed {recipe.seed}",
+        versions=_versions(),
+        seconds=round(time.perf_counter() - t0, 1),
+    )
+    amnesiac.save_checkpoint(model, out, meta)
+    print(f"saved {out} (test accuracy {_fmt(accs[-1] if accs else None)}%)")
+    return 0
+
+
+def _method_parser(method: str) -> tuple[argparse.ArgumentParser, list[str]]:
+    info = amnesiac.get_method(method)
+    p = argparse.ArgumentParser(add_help=False)
+    group = p.add_argument_group(f"settings of method {method!r}")
+    names = add_dataclass_flags(group, info.config_cls)
+    return p, names
+
+
+def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
+    mparser, names = _method_parser(args.method)
+    margs, unknown = mparser.parse_known_args(extra)
+    if unknown:
+        raise CLIError(
+            f"unrecognized arguments for method {args.method!r}: {' '.join(unknown)}; "
+            f"see `amnesiac unlearn --method {args.method} --help`"
+        )
+    settings = _given(margs, names)
+    config = amnesiac.make_config(args.method, args.preset, **settings)
+    outs = [check_writable(p) for p in (args.out, args.report, args.forget_out) if p]
+    data = load_dataset(args.dataset, args.data_dir, download=args.download)
+    ckpt, source = _load_model(args.model, data.name)
+    _check_fit(ckpt, data, source)
+    forget = parse_forget(args.forget, data.train_y)
+    info = amnesiac.get_method(args.method)
+    retain_all = retain_indices(len(data.train_y), forget)
+    retain_ev = _retain_eval(data, forget, args.retain_eval_size, 0)
+    f_set = (data.train_x[forget], data.train_y[forget])
+    r_eval = (data.train_x[retain_ev], data.train_y[retain_ev])
+    test = (data.test_x, data.test_y)
+    print(
+        f"{args.method}: forgetting {len(forget)} of {len(data.train_y)} {data.name} training "
+        f"instances ({args.forget}) from {source}"
+    )
+    t0 = time.perf_counter()
+    before = amnesiac.evaluate(ckpt.model, forget=f_set, retain=r_eval, test=test)
+    t_before = time.perf_counter() - t0
+    retain = (data.train_x[retain_all], data.train_y[retain_all]) if info.needs_retain else None
+    result = amnesiac.unlearn(
+        ckpt.model,
+        forget=f_set,
+        method=args.method,
+        retain=retain,
+        progress=not args.no_progress,
+        **config.to_dict(),
+    )
+    t0 = time.perf_counter()
+    after = amnesiac.evaluate(result.model, forget=f_set, retain=r_eval, test=test)
+    t_after = time.perf_counter() - t0
+    seconds = {**result.seconds, "evaluate": t_before + t_after}
+    rows = [
+        [
+            name,
+            _fmt(before[f"{key}_acc"]),
+            _fmt(after[f"{key}_acc"]),
+            f"{after[f'{key}_acc'] - before[f'{key}_acc']:+.2f}",
+        ]
+        for name, key in (
+            ("D_f (forget)", "forget"),
+            ("D_r (retain)", "retain"),
+            ("D_test", "test"),
+        )
+    ]
+    print(_table(rows, ["accuracy %", "before", "after", "change"]))
+    r_note = "all" if len(retain_ev) == len(retain_all) else f"a seeded subset of {len(retain_ev)}"
+    print(f"D_r evaluated on {r_note} retained instances")
+    print(
+        f"steps: {result.steps} (stopped by {result.stopped_by}; forgotten: "
+        f"{'yes' if result.forgotten else 'NO'})"
+    )
+    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
+    meta = {
+        **ckpt.meta,
+        "unlearned": {
+            "method": args.method,
+            "from": source,
+            "forget_sha256": _indices_hash(forget),
+            "settings": result.config,
+        },
+    }
+    report = {
+        "method": args.method,
+        "preset": args.preset,
+        "settings": result.config,
+        "dataset": data.name,
+        "model": source,
+        "forget_spec": args.forget,
+        "forget_indices": forget.tolist(),
+        "forget_sha256": _indices_hash(forget),
+        "retain_eval_size": len(retain_ev),
+        "before": before,
+        "after": after,
+        "steps": result.steps,
+        "stopped_by": result.stopped_by,
+        "forgotten": result.forgotten,
+        "seconds": seconds,
+        "versions": _versions(),
+        "history": result.history,
+    }
+    # write every output only after everything succeeded
+    if args.out:
+        payload = checkpoint_bytes(result.model, meta)
+        from amnesiac._io import atomic_write_bytes
+
+        atomic_write_bytes(outs[0], payload)
+        print(f"saved {args.out}")
+    if args.report:
+        atomic_write_text(args.report, json.dumps(report, indent=2))
+        print(f"report {args.report}")
+    if args.forget_out:
+        atomic_write_text(args.forget_out, "\n".join(map(str, forget.tolist())) + "\n")
+    return 0
+
+
+def _indices_hash(idx: torch.Tensor) -> str:
+    return hashlib.sha256(",".join(map(str, idx.tolist())).encode()).hexdigest()
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.json:
+        check_writable(args.json)
+    data = load_dataset(args.dataset, args.data_dir, download=args.download)
+    ckpt, source = _load_model(args.model, data.name)
+    _check_fit(ckpt, data, source)
+    sets: dict[str, Any] = {"test": (data.test_x, data.test_y)}
+    if args.forget:
+        forget = parse_forget(args.forget, data.train_y)
+        retain = _retain_eval(data, forget, args.retain_eval_size, 0)
+        sets["forget"] = (data.train_x[forget], data.train_y[forget])
+        sets["retain"] = (data.train_x[retain], data.train_y[retain])
+    else:
+        sets["retain"] = (data.train_x, data.train_y)
+    metrics = amnesiac.evaluate(ckpt.model, **sets)
+    rows = [[k, _fmt(v)] for k, v in metrics.items()]
+    print(f"{source} on {data.name}")
+    print(_table(rows, ["metric", "percent"]))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from amnesiac.bench import load_grid, read_rows, run_grid, write_report
+
+    grid = load_grid(args.grid, full_retain=args.full_retain)
+    results = Path(args.results) if args.results else grid.path.parent / grid.results
+    check_writable(results)
+    if not args.report:
+        t0 = time.perf_counter()
+
+        def show(row: dict[str, Any]) -> None:
+            if row.get("status") != "ok":
+                tqdm_write(f"FAILED {row['label']} k={row['k']} seed={row['seed']}: {row['error']}")
+            elif row.get("kind") == "unlearn":
+                tqdm_write(
+                    f"{row['label']:<22} k={row['k']:<4} seed={row['seed']} "
+                    f"D_f {row['after_forget_acc']:6.2f}  D_r {row['after_retain_acc']:6.2f}"
+                    f"  D_test {row['after_test_acc']:6.2f}  {row['seconds']['wall']:7.1f} s"
+                )
+
+        rows = run_grid(grid, results=results, progress=not args.no_progress, on_row=show)
+        print(f"{len(rows)} rows in {results} ({time.perf_counter() - t0:.0f} s this run)")
+    else:
+        rows = [r for r in read_rows(results) if r.get("id") in {c.id for c in grid.cells}]
+        command = f"amnesiac bench {args.grid}" + (" --full-retain" if args.full_retain else "")
+        path = write_report(grid, rows, command=command)
+        print(f"wrote {path}")
+    return 0
+
+
+def tqdm_write(text: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(text)
+
+
+# ------------------------------------------------------------------ parser and main
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Make a trained image classifier forget specific training instances.",
+    )
+    parser.add_argument("--version", action="version", version=f"amnesiac {amnesiac.__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("methods", help="list the unlearning methods")
+
+    p = sub.add_parser("pretrain", help="train a classifier from scratch and save it")
+    _add_data_flags(p)
+    p.add_argument("--arch", default="resnet20", help="resnet20, resnet18, cnn or tv:NAME")
+    p.add_argument("--out", required=True, help="checkpoint to write (safetensors)")
+    p.set_defaults(_recipe_fields=add_dataclass_flags(p, TrainRecipe))
+
+    p = sub.add_parser(
+        "unlearn",
+        help="forget training instances and report before/after accuracy",
+        description="Forget training instances. Method settings are flags; see "
+        "`amnesiac unlearn --method NAME --help` for that method's.",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="checkpoint to unlearn from (default: the model shipped for --dataset)",
+    )
+    _add_data_flags(p)
+    p.add_argument(
+        "--forget",
+        required=True,
+        help="random:K[:SEED], class:C:K[:SEED], or a .txt/.npy/.csv file of indices",
+    )
+    p.add_argument("--method", default="l2ul", help="unlearning method (see `amnesiac methods`)")
+    p.add_argument("--preset", default=None, help="a named settings bundle, e.g. paper")
+    p.add_argument("--out", default=None, help="unlearned checkpoint to write")
+    p.add_argument("--report", default=None, help="JSON report to write")
+    p.add_argument("--forget-out", default=None, help="write the forget indices to this .txt")
+    p.add_argument(
+        "--retain-eval-size",
+        type=int,
+        default=0,
+        help="evaluate D_r on a seeded subset of this size (0: all)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    p = sub.add_parser("evaluate", help="accuracy of a model on D_f, D_r and D_test")
+    p.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
+    _add_data_flags(p)
+    p.add_argument("--forget", default=None, help="forget set spec or file")
+    p.add_argument(
+        "--retain-eval-size",
+        type=int,
+        default=0,
+        help="evaluate D_r on a seeded subset of this size (0: all)",
+    )
+    p.add_argument("--json", default=None, help="write the metrics to this JSON file")
+
+    p = sub.add_parser("bench", help="run a benchmark grid and/or write its RESULTS.md")
+    p.add_argument(
+        "grid",
+        nargs="?",
+        default="benchmarks/fashion_mnist.yaml",
+        help="grid YAML file (default: benchmarks/fashion_mnist.yaml)",
+    )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="write RESULTS.md and the plots from the rows already there (runs nothing)",
+    )
+    p.add_argument("--results", default=None, help="results file (default: from the grid)")
+    p.add_argument(
+        "--full-retain",
+        action="store_true",
+        help="measure D_r on all retained instances instead of a 10,000 subset",
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def _help_with_method(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """``amnesiac unlearn --help`` also lists the chosen method's settings."""
+    method = "l2ul"
+    if "--method" in argv and argv.index("--method") + 1 < len(argv):
+        method = argv[argv.index("--method") + 1]
+    subparsers = parser._subparsers
+    assert subparsers is not None  # build_parser adds them
+    action = subparsers._group_actions[0]
+    sub = action.choices["unlearn"]  # type: ignore[index]
+    group = sub.add_argument_group(f"settings of method {method!r}")
+    add_dataclass_flags(group, amnesiac.get_method(method).config_cls)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 2 bad input or a failed request)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        if argv[:1] == ["unlearn"] and ("-h" in argv or "--help" in argv):
+            _help_with_method(parser, argv)
+        args, extra = parser.parse_known_args(argv)
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        if args.command is None:
+            parser.print_help()
+            return 2
+        if args.command != "unlearn" and extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.command == "methods":
+            return cmd_methods(args)
+        if args.command == "pretrain":
+            return cmd_pretrain(args)
+        if args.command == "unlearn":
+            return cmd_unlearn(args, extra)
+        if args.command == "bench":
+            return cmd_bench(args)
+        return cmd_evaluate(args)
+    except (AmnesiacError, OutputPathError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except SystemExit as e:  # argparse: --help (0) and usage errors (2)
+        return int(e.code) if isinstance(e.code, int) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The benchmark harness end to end on the digits grid, and its report built from the rows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from amnesiac.bench import load_grid, read_rows, summarize
+from amnesiac.cli import main
+
+GRID = Path(__file__).parents[1] / "benchmarks" / "digits.yaml"
+
+
+def test_grid_expansion_and_errors(tmp_path: Path) -> None:
+    grid = load_grid(GRID)
+    kinds = [c.kind for c in grid.cells]
+    assert kinds[0] == "speed"
+    retrain = [c for c in grid.cells if c.method == "retrain"]
+    assert len(retrain) == 1 and retrain[0].k == 8
+    assert len({c.id for c in grid.cells}) == len(grid.cells)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: digits\nmethods: [{label: x}]\n")
+    with pytest.raises(ValueError, match=r"missing key .ks.*missing key .seeds."):
+        load_grid(bad)
+
+
+def test_digits_grid_end_to_end(tmp_path: Path, capsys) -> None:
+    grid_file = tmp_path / "digits.yaml"
+    shutil.copy(GRID, grid_file)
+    assert main(["bench", str(grid_file), "--no-progress"]) == 0
+    rows = read_rows(tmp_path / "digits_results.jsonl")
+    grid = load_grid(grid_file)
+    assert len(rows) == len(grid.cells)
+    assert all(r["status"] == "ok" for r in rows), [r.get("error") for r in rows]
+    unlearn = [r for r in rows if r["kind"] == "unlearn"]
+    for r in unlearn:
+        for key in (
+            "settings_hash",
+            "forget_sha256",
+            "before_test_acc",
+            "after_test_acc",
+            "steps",
+            "torch",
+            "threads",
+            "cpu",
+        ):
+            assert key in r
+    speed = next(r for r in rows if r["kind"] == "speed")
+    assert speed["pgd_efficiency"] > 0 and speed["eval_efficiency"] > 0
+    # resume: a second run does nothing new
+    assert main(["bench", str(grid_file), "--no-progress"]) == 0
+    assert len(read_rows(tmp_path / "digits_results.jsonl")) == len(rows)
+    # the report is built from the rows
+    assert main(["bench", str(grid_file), "--report"]) == 0
+    text = (tmp_path / "DIGITS_RESULTS.md").read_text()
+    assert "amnesiac bench" in text and "do not edit by hand" in text
+    for s in summarize(rows):
+        assert f"| {s['label']} | {s['k']} |" in text
+    for png in ("digits_test_acc_vs_k.png", "digits_seconds.png", "digits_drop_vs_seconds.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+    l2ul8 = [r for r in unlearn if r["label"] == "l2ul" and r["k"] == 8]
+    assert all(r["after_forget_acc"] == 0.0 for r in l2ul8)
+
+
+def test_failed_cell_is_recorded_and_grid_goes_on(tmp_path: Path) -> None:
+    grid_file = tmp_path / "g.yaml"
+    grid_file.write_text(
+        "name: g\ndataset: digits\nks: [4]\nseeds: [0]\nspeed: false\nmethods:\n"
+        "  - {method: neg_grad, settings: {lr: -1}}\n"
+        "  - {method: neg_grad, label: ok, settings: {max_steps: 2}}\n"
+    )
+    assert main(["bench", str(grid_file), "--no-progress"]) == 0
+    rows = read_rows(tmp_path / "results.jsonl")
+    assert [r["status"] for r in rows] == ["failed", "ok"]
+    assert "lr must be > 0" in rows[0]["error"]
+    # a torn last line (an interrupted append) is ignored
+    with (tmp_path / "results.jsonl").open("a") as f:
+        f.write('{"id": "torn", "sta')
+    assert len(read_rows(tmp_path / "results.jsonl")) == 2
+    json.dumps(rows)

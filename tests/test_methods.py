@@ -1,0 +1,247 @@
+"""The contract every registered method keeps, plus oracles with known answers."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+import amnesiac
+from amnesiac.data import Splits
+from amnesiac.methods.base import registered
+
+METHODS = sorted(registered())
+
+
+def fast(method: str, **extra: Any) -> dict[str, Any]:
+    """Settings that make a method run in well under a second on the tiny model."""
+    fields = {f.name: f.default for f in dataclasses.fields(registered()[method].config_cls)}
+    s: dict[str, Any] = {"seed": 0}
+    if method == "retrain":
+        s.update(epochs=1, batch_size=128)
+    else:
+        s.update(max_steps=4)
+    if fields.get("n_adv"):
+        s.update(n_adv=2, pgd_steps=3)
+    if "retain_batch_size" in fields:
+        s.update(retain_batch_size=32)
+    s.update(extra)
+    return s
+
+
+def run(method: str, model: nn.Module, forget: Any, digits: Splits, **extra: Any):
+    retain = (digits.train_x[100:600], digits.train_y[100:600])
+    return amnesiac.unlearn(
+        model, forget=forget, method=method, retain=retain, **fast(method, **extra)
+    )
+
+
+def snapshot(model: nn.Module) -> dict[str, Any]:
+    return {
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+        "training": [m.training for m in model.modules()],
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        "hooks": len(model._forward_hooks),
+    }
+
+
+def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if a["training"] != b["training"] or a["requires_grad"] != b["requires_grad"]:
+        return False
+    if a["hooks"] != b["hooks"] or a["state"].keys() != b["state"].keys():
+        return False
+    if not all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"]):
+        return False
+    return all(
+        (x is None and y is None) or (x is not None and y is not None and torch.equal(x, y))
+        for x, y in zip(a["grads"], b["grads"], strict=True)
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_contract(method: str, tiny_model, forget8, digits) -> None:
+    model = copy.deepcopy(tiny_model).train()  # an unusual mode, a hook and a stale grad
+    hook = model.register_forward_hook(lambda *a: None)
+    next(model.parameters()).grad = torch.ones_like(next(model.parameters()))
+    before = snapshot(model)
+    result = run(method, model, forget8, digits)
+    assert same(before, snapshot(model)), "the caller's model was changed"
+    hook.remove()
+    assert result.model is not model
+    assert not result.model.training
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    assert result.method == method
+    assert result.stopped_by in {"forgotten", "max_steps", "complete"}
+    if result.stopped_by == "max_steps":
+        assert result.steps == result.config["max_steps"]
+    if result.stopped_by == "forgotten":
+        assert result.forgotten
+        assert amnesiac.evaluate(result.model, forget=forget8)["forget_acc"] == 0.0
+    assert len(result.history) == result.steps
+    assert result.seconds["total"] > 0
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_deterministic(method: str, tiny_model, forget8, digits) -> None:
+    a = run(method, tiny_model, forget8, digits).model.state_dict()
+    b = run(method, tiny_model, forget8, digits).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_float64(method: str, tiny_model, forget8, digits) -> None:
+    model = copy.deepcopy(tiny_model).double()
+    result = run(method, model, forget8, digits)
+    assert all(p.dtype == torch.float64 for p in result.model.parameters())
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "retrain"])
+def test_zero_steps_returns_same_weights(method: str, tiny_model, forget8, digits) -> None:
+    result = run(method, tiny_model, forget8, digits, max_steps=0)
+    assert result.steps == 0 and result.stopped_by == "no_steps"
+    ref = tiny_model.state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in result.model.state_dict().items())
+
+
+def test_mas_off_equals_adversarial_only(tiny_model, forget8, digits) -> None:
+    a = run("l2ul", tiny_model, forget8, digits, reg_weight=0.0).model.state_dict()
+    b = run("l2ul_adv", tiny_model, forget8, digits).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_no_adversarial_examples_equals_importance_only(tiny_model, forget8, digits) -> None:
+    a = run("l2ul", tiny_model, forget8, digits, n_adv=0).model.state_dict()
+    b = run("l2ul_imp", tiny_model, forget8, digits).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stop_rule_fires_at_zero_forget_accuracy(tiny_model, forget8) -> None:
+    result = amnesiac.unlearn(tiny_model, forget=forget8, method="neg_grad", lr=0.05, max_steps=200)
+    assert result.stopped_by == "forgotten"
+    accs = [h["forget_acc"] for h in result.history]
+    assert accs[-1] == 0.0 and all(a > 0 for a in accs[:-1])
+
+
+def test_budget_stop_runs_every_step(tiny_model, forget8) -> None:
+    result = amnesiac.unlearn(
+        tiny_model, forget=forget8, method="neg_grad", lr=0.05, max_steps=7, stop="budget"
+    )
+    assert result.steps == 7 and result.stopped_by == "max_steps"
+
+
+def test_relabel_hits_given_targets(tiny_model, forget8) -> None:
+    _, y = forget8
+    targets = (y + 1) % 10
+    result = amnesiac.unlearn(
+        tiny_model, forget=forget8, method="relabel", targets=targets, lr=0.05, max_steps=300
+    )
+    assert result.forgotten and result.stopped_by == "forgotten"
+    m = amnesiac.evaluate(result.model, forget=forget8, targets=targets)
+    assert m["forget_target_acc"] == 100.0
+
+
+@pytest.mark.parametrize("method", ["l2ul", "l2ul_adv", "l2ul_imp"])
+def test_l2ul_family_relabel_objective(method: str, tiny_model, forget8) -> None:
+    result = amnesiac.unlearn(
+        tiny_model,
+        forget=forget8,
+        method=method,
+        objective="relabel",
+        n_adv=2,
+        pgd_steps=5,
+        lr=0.05,
+        max_steps=300,
+    )
+    assert result.forgotten
+    assert result.history[-1]["target_acc"] == 100.0
+
+
+def test_bn_eval_mode_keeps_running_statistics(tiny_model, forget8) -> None:
+    result = amnesiac.unlearn(
+        tiny_model, forget=forget8, method="neg_grad", bn_mode="eval", max_steps=3, stop="budget"
+    )
+    bn = [k for k in tiny_model.state_dict() if "running" in k]
+    assert bn
+    new, old = result.model.state_dict(), tiny_model.state_dict()
+    assert all(torch.equal(new[k], old[k]) for k in bn)
+
+
+def test_divergence_is_reported_and_input_untouched(tiny_model, forget8) -> None:
+    model = copy.deepcopy(tiny_model)
+    before = snapshot(model)
+    with pytest.raises(amnesiac.DivergenceError, match="untouched"):
+        amnesiac.unlearn(
+            model, forget=forget8, method="neg_grad", lr=1e30, max_steps=50, stop="budget"
+        )
+    assert same(before, snapshot(model))
+
+
+def test_paper_preset_resolves_official_settings() -> None:
+    cfg = amnesiac.make_config("l2ul", "paper")
+    assert (cfg.lr, cfg.momentum, cfg.weight_decay) == (1e-3, 0.9, 1e-4)
+    assert cfg.forget_loss == "neg_ce" and cfg.weighting == "batch" and cfg.bn_mode == "train"
+    assert cfg.reg_weight == 1.0 and cfg.pgd_steps == 100 and cfg.target_rule == "paper"
+    assert amnesiac.make_config("l2ul", "paper", lr=0.5).lr == 0.5  # explicit beats preset
+
+
+def test_errors_name_the_problem(tiny_model, forget8, digits) -> None:
+    with pytest.raises(amnesiac.UnknownNameError, match="Did you mean 'l2ul'"):
+        amnesiac.unlearn(tiny_model, forget=forget8, method="l2u1")
+    with pytest.raises(amnesiac.InvalidSettingsError, match="Did you mean 'max_steps'"):
+        amnesiac.unlearn(tiny_model, forget=forget8, max_step=3)
+    with pytest.raises(amnesiac.InvalidSettingsError, match=r"lr must be > 0.*batch_size"):
+        amnesiac.make_config("l2ul", lr=-1.0, batch_size=0)
+    with pytest.raises(amnesiac.InvalidSettingsError, match="no preset"):
+        amnesiac.make_config("relabel", "paper")
+    with pytest.raises(ValueError, match="pass retain="):
+        amnesiac.unlearn(tiny_model, forget=forget8, method="finetune")
+    x, y = forget8
+    with pytest.raises(amnesiac.InvalidForgetSetError, match="must differ"):
+        amnesiac.unlearn(tiny_model, forget=forget8, method="relabel", targets=y.clone())
+    with pytest.raises(amnesiac.InvalidForgetSetError, match="forget labels"):
+        amnesiac.unlearn(tiny_model, forget=(x, y + 10), method="neg_grad")
+    with pytest.raises(amnesiac.InvalidSettingsError, match="supports objectives"):
+        amnesiac.unlearn(tiny_model, forget=forget8, method="neg_grad", objective="relabel")
+
+
+def test_list_methods_describes_each() -> None:
+    methods = amnesiac.list_methods()
+    assert [m.name for m in methods] == METHODS
+    for m in methods:
+        assert m.summary and m.reads[0] == "forget"
+    assert {m.name for m in methods if m.needs_retain} == {"neg_grad_retain", "finetune", "retrain"}
+
+
+def test_duplicate_registration_refused() -> None:
+    from amnesiac.methods.base import register
+    from amnesiac.methods.neg_grad import NegGrad
+
+    class Again(NegGrad):
+        name = "neg_grad"
+
+    with pytest.raises(ValueError, match="already registered"):
+        register(Again)
+
+
+def test_evaluate_accepts_datasets_and_pairs(tiny_model, digits) -> None:
+    a = amnesiac.evaluate(tiny_model, test=digits.test(), retain=(digits.train_x, digits.train_y))
+    assert set(a) == {"retain_acc", "test_acc"}
+    assert a["test_acc"] > 85.0
+    assert a["retain_acc"] == pytest.approx(
+        amnesiac.evaluate(tiny_model, retain=digits.train())["retain_acc"]
+    )
+
+
+def test_shipped_digits_model_forgets_eight_with_l2ul(digits) -> None:
+    ckpt = amnesiac.load_pretrained("digits")
+    idx = amnesiac.parse_forget("random:8:0", digits.train_y)
+    forget = (digits.train_x[idx], digits.train_y[idx])
+    result = amnesiac.unlearn(ckpt.model, forget=forget, method="l2ul", seed=0)
+    assert result.forgotten
+    assert amnesiac.evaluate(result.model, forget=forget)["forget_acc"] == 0.0
