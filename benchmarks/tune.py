@@ -9,6 +9,7 @@ validation split). Run: python benchmarks/tune.py [K] [SEED ...] > tune.jsonl
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -34,7 +35,7 @@ CANDIDATES: dict[str, dict] = {
 def main() -> None:
     k = int(sys.argv[1]) if len(sys.argv) > 1 else 32
     seeds = [int(s) for s in sys.argv[2:]] or [100]
-    only = None
+    only = [n for n in os.environ.get("TUNE_ONLY", "").split(",") if n]
     data = amnesiac.load_dataset("fashion-mnist")
     model = amnesiac.load_pretrained("fashion-mnist").model
     for seed in seeds:

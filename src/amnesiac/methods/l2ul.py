@@ -20,6 +20,7 @@ from amnesiac.methods.base import UnlearnConfig, UnlearnData, Unlearner, registe
 from amnesiac.ops.importance import importance_penalty, mas_importance, normalize_importance
 from amnesiac.ops.losses import ForgetLoss, forget_loss, runner_up, soft_cross_entropy
 from amnesiac.ops.pgd import paper_targets, pgd_l2, random_targets
+from amnesiac.training import augment
 
 PAPER_URL = (
     "Cha et al., Learning to Unlearn: Instance-wise Unlearning for Pre-trained "
@@ -56,23 +57,35 @@ class L2ULConfig(UnlearnConfig):
         heal_steps: Steps kept after every instance first meets the objective, so the
             preservation terms can repair the rest (the run still ends only when the objective
             holds).
+        proxy_batch_size: Proxy examples per step (0: off): random shifts and noise around the
+            forget images, trained toward the original model's output distribution, so the
+            neighbourhood of each forget instance keeps its class while the instance leaves it.
+        proxy_shift: Largest shift, in pixels, of a proxy example.
+        proxy_noise: Standard deviation of the Gaussian noise added to a proxy example.
+        proxy_weight: Weight of the proxy distillation term.
     """
 
+    lr: float = 1e-2
+    bn_mode: Literal["train", "eval"] = "eval"
     n_adv: int = 20
     adv_batch_size: int = 256
     pgd_eps: float = 2.0
-    pgd_step: float = 0.1
-    pgd_steps: int = 100
+    pgd_step: float = 0.25
+    pgd_steps: int = 20
     pgd_batch_size: int = 1024
     target_rule: Literal["uniform", "paper"] = "uniform"
     adv_loss: Literal["target", "distill"] = "target"
     reg_weight: float = 1.0
     importance_bn_mode: Literal["train", "eval"] = "eval"
-    forget_loss: ForgetLoss = "neg_ce"
+    forget_loss: ForgetLoss = "margin"
     weighting: Literal["batch", "fixed"] = "batch"
     forget_weight: float = 1.0
-    margin: float = 0.0
+    margin: float = 1.0
     heal_steps: int = 0
+    proxy_batch_size: int = 0
+    proxy_shift: int = 2
+    proxy_noise: float = 0.1
+    proxy_weight: float = 1.0
 
     def problems(self) -> list[str]:
         out = super().problems()
@@ -153,9 +166,11 @@ class L2UL(Unlearner):
         self.forget_target: Tensor | None = None
         self.theta0: dict[str, Tensor] = {}
         self.weights: dict[str, Tensor] = {}
+        self.original: nn.Module | None = None
 
     def prepare(self, model: nn.Module, original: nn.Module, data: UnlearnData) -> None:
         c = self.config
+        self.original = original
         with torch.no_grad():
             logits = original(data.forget_x)
         if data.targets is not None:
@@ -192,12 +207,12 @@ class L2UL(Unlearner):
         if c.reg_weight > 0:
             with self.phase("importance"):
                 omega = mas_importance(
-                    original, data.forget_x, batch_size=c.batch_size, bn_mode=c.importance_bn_mode
+                    model, data.forget_x, batch_size=c.batch_size, bn_mode=c.importance_bn_mode
                 )
                 self.weights = {k: 1.0 - v for k, v in normalize_importance(omega).items()}
                 self.theta0 = {
                     k: p.detach().clone()
-                    for k, p in original.named_parameters()
+                    for k, p in model.named_parameters()
                     if k in self.weights
                 }
 
@@ -226,12 +241,28 @@ class L2UL(Unlearner):
                 total = la + c.forget_weight * lf
         else:
             total = (c.forget_weight if c.weighting == "fixed" else 1.0) * lf
+        if c.proxy_batch_size > 0:
+            lp = self._proxy_loss(model, data)
+            parts["proxy"] = lp
+            total = total + c.proxy_weight * lp
         if self.weights:
             reg = importance_penalty(model, self.theta0, self.weights)
             parts["reg"] = reg
             total = total + c.reg_weight * reg
         parts["loss"] = total
         return parts
+
+    def _proxy_loss(self, model: nn.Module, data: UnlearnData) -> Tensor:
+        c = self.config
+        idx = torch.randint(len(data.forget_x), (c.proxy_batch_size,), generator=self.generator)
+        x = data.forget_x[idx.to(data.forget_x.device)]
+        x = augment(x, padding=c.proxy_shift, flip=False, generator=self.generator)
+        noise = torch.randn(x.shape, generator=self.generator, dtype=x.dtype).to(x.device)
+        x = (x + c.proxy_noise * noise).clamp(0, 1)
+        assert self.original is not None  # set in prepare
+        with torch.no_grad():
+            probs = self.original(x).softmax(1)
+        return soft_cross_entropy(model(x), probs)
 
     def is_done(self, forgotten: bool, step: int) -> bool:
         if self.config.stop != "forgotten" or not forgotten:

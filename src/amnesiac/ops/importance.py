@@ -108,6 +108,11 @@ def mas_importance(
                 module.train()
 
     trainable = {name: p for name, p in scorer.named_parameters() if p.requires_grad}
+    if not trainable:
+        raise InvalidSettingsError(
+            "the model has no parameters with requires_grad=True, so MAS importance is empty; "
+            "pass the model whose parameters will be trained"
+        )
     omega = {name: torch.zeros_like(p) for name, p in trainable.items()}
     device = next(iter(trainable.values())).device if trainable else x.device
 
