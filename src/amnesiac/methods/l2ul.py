@@ -211,9 +211,7 @@ class L2UL(Unlearner):
                 )
                 self.weights = {k: 1.0 - v for k, v in normalize_importance(omega).items()}
                 self.theta0 = {
-                    k: p.detach().clone()
-                    for k, p in model.named_parameters()
-                    if k in self.weights
+                    k: p.detach().clone() for k, p in model.named_parameters() if k in self.weights
                 }
 
     def loss(self, model: nn.Module, data: UnlearnData, step: int) -> dict[str, Tensor]:
