@@ -248,8 +248,8 @@ def test_shipped_digits_model_forgets_eight_with_l2ul(digits) -> None:
 
 
 def test_l2ul_computes_importance_for_every_parameter(tiny_model, forget8) -> None:
-    from amnesiac.methods.l2ul import L2UL
     from amnesiac.methods.base import UnlearnData
+    from amnesiac.methods.l2ul import L2UL
 
     for bn in ("eval", "train"):
         cfg = amnesiac.make_config("l2ul", n_adv=0, importance_bn_mode=bn, max_steps=1)
