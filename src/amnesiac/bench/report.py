@@ -97,6 +97,14 @@ def _find(rows: list[dict[str, Any]], label: str, k: int, seed: int) -> dict[str
     return None
 
 
+def _save(fig: Any, out_dir: Path, name: str) -> str:
+    """Lay out, write and close a figure; return its file name."""
+    fig.tight_layout()
+    fig.savefig(out_dir / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
 def plots(summary: list[dict[str, Any]], out_dir: Path, prefix: str) -> list[str]:
     """Write the three PNG plots; return their file names."""
     by_label: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -114,10 +122,7 @@ def plots(summary: list[dict[str, Any]], out_dir: Path, prefix: str) -> list[str
     ax.set_ylabel("test accuracy after unlearning (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    names.append(f"{prefix}_test_acc_vs_k.png")
-    fig.savefig(out_dir / names[-1], dpi=110)
-    plt.close(fig)
+    names.append(_save(fig, out_dir, f"{prefix}_test_acc_vs_k.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     labels = list(by_label)
@@ -126,10 +131,7 @@ def plots(summary: list[dict[str, Any]], out_dir: Path, prefix: str) -> list[str
     ax.set_xscale("log")
     ax.set_xlabel("wall time per run, mean over k and seeds (s, log scale)")
     ax.grid(alpha=0.3, axis="x")
-    fig.tight_layout()
-    names.append(f"{prefix}_seconds.png")
-    fig.savefig(out_dir / names[-1], dpi=110)
-    plt.close(fig)
+    names.append(_save(fig, out_dir, f"{prefix}_seconds.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, ss in by_label.items():
@@ -143,10 +145,7 @@ def plots(summary: list[dict[str, Any]], out_dir: Path, prefix: str) -> list[str
     ax.set_ylabel("test-accuracy drop (points)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    names.append(f"{prefix}_drop_vs_seconds.png")
-    fig.savefig(out_dir / names[-1], dpi=110)
-    plt.close(fig)
+    names.append(_save(fig, out_dir, f"{prefix}_drop_vs_seconds.png"))
     return names
 
 
