@@ -259,3 +259,13 @@ def test_l2ul_computes_importance_for_every_parameter(tiny_model, forget8) -> No
         names = {k for k, p in tiny_model.named_parameters()}
         assert set(method.weights) == names
         assert all(((w >= 0) & (w <= 1)).all() for w in method.weights.values())
+
+
+def test_heal_steps_continue_past_the_first_forgotten_step(tiny_model, forget8) -> None:
+    plain = amnesiac.unlearn(tiny_model, forget=forget8, method="relabel", lr=0.05, max_steps=300)
+    healed = amnesiac.unlearn(
+        tiny_model, forget=forget8, method="relabel", lr=0.05, max_steps=300, heal_steps=5
+    )
+    assert plain.stopped_by == healed.stopped_by == "forgotten"
+    assert healed.steps >= plain.steps + 5
+    assert healed.forgotten

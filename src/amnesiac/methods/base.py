@@ -50,6 +50,9 @@ class UnlearnConfig:
         bn_mode: BatchNorm during the update steps: ``"train"`` (batch statistics, running
             statistics updated; the official L2UL code) or ``"eval"`` (running statistics used
             and kept).
+        heal_steps: With ``stop="forgotten"``, steps kept after every instance first meets the
+            objective, so the preservation terms can repair the rest; the run ends only at a
+            step where the objective holds.
         eval_batch_size: Batch size of the per-step forget-set check.
     """
 
@@ -62,6 +65,7 @@ class UnlearnConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     bn_mode: Literal["train", "eval"] = "train"
+    heal_steps: int = 0
     eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:
@@ -78,6 +82,8 @@ class UnlearnConfig:
                 out.append(f"{f.name} must be finite, got {value}")
         if not self.lr > 0:
             out.append(f"lr must be > 0, got {self.lr}")
+        if self.heal_steps < 0:
+            out.append(f"heal_steps must be >= 0, got {self.heal_steps}")
         if self.max_steps < 0:
             out.append(f"max_steps must be >= 0, got {self.max_steps}")
         if self.batch_size < 1:
@@ -186,6 +192,7 @@ class Unlearner:
                 f"not {config.objective!r}"
             )
         self.config = config
+        self._first_forgotten: int | None = None
         self.seconds: dict[str, float] = {}
         self.generator = torch.Generator().manual_seed(config.seed)
 
@@ -205,8 +212,16 @@ class Unlearner:
         )
 
     def is_done(self, forgotten: bool, step: int) -> bool:
-        """Whether to stop after ``step`` (1-based) given whether the objective is met."""
-        return self.config.stop == "forgotten" and forgotten
+        """Whether to stop after ``step`` (1-based) given whether the objective is met.
+
+        With ``stop="forgotten"``: at the first step where the objective holds, or, with
+        ``heal_steps``, at the first step at least ``heal_steps`` after that where it holds.
+        """
+        if self.config.stop != "forgotten" or not forgotten:
+            return False
+        if self._first_forgotten is None:
+            self._first_forgotten = step
+        return step - self._first_forgotten >= self.config.heal_steps
 
     def begin_steps(self, model: nn.Module) -> nn.Module:
         """Return the module to optimize (``model`` itself unless a method trains from scratch)."""
@@ -254,6 +269,7 @@ class Unlearner:
         cfg = self.config
         t_start = time.perf_counter()
         self.seconds = {}
+        self._first_forgotten = None
         original = copy.deepcopy(model).eval()
         for p in original.parameters():
             p.requires_grad_(False)

@@ -54,9 +54,6 @@ class L2ULConfig(UnlearnConfig):
             (the official code); ``"fixed"`` uses ``adv_mean + forget_weight * forget_mean``.
         forget_weight: Weight of the forget term under ``weighting="fixed"``.
         margin: Logit margin of ``forget_loss="margin"``.
-        heal_steps: Steps kept after every instance first meets the objective, so the
-            preservation terms can repair the rest (the run still ends only when the objective
-            holds).
         proxy_batch_size: Proxy examples per step (0: off): random shifts and noise around the
             forget images, trained toward the original model's output distribution, so the
             neighbourhood of each forget instance keeps its class while the instance leaves it.
@@ -81,7 +78,6 @@ class L2ULConfig(UnlearnConfig):
     weighting: Literal["batch", "fixed"] = "batch"
     forget_weight: float = 1.0
     margin: float = 1.0
-    heal_steps: int = 0
     proxy_batch_size: int = 0
     proxy_shift: int = 2
     proxy_noise: float = 0.1
@@ -89,13 +85,21 @@ class L2ULConfig(UnlearnConfig):
 
     def problems(self) -> list[str]:
         out = super().problems()
-        for name in ("n_adv", "pgd_steps", "heal_steps"):
+        for name in ("n_adv", "pgd_steps", "proxy_batch_size", "proxy_shift"):
             if getattr(self, name) < 0:
                 out.append(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("adv_batch_size", "pgd_batch_size"):
             if getattr(self, name) < 1:
                 out.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("pgd_eps", "pgd_step", "reg_weight", "forget_weight", "margin"):
+        for name in (
+            "pgd_eps",
+            "pgd_step",
+            "reg_weight",
+            "forget_weight",
+            "margin",
+            "proxy_noise",
+            "proxy_weight",
+        ):
             if getattr(self, name) < 0:
                 out.append(f"{name} must be >= 0, got {getattr(self, name)}")
         choices = {
@@ -159,7 +163,6 @@ class L2UL(Unlearner):
 
     def __init__(self, config: UnlearnConfig) -> None:
         super().__init__(config)
-        self._first_forgotten: int | None = None
         self.adv_x: Tensor | None = None
         self.adv_y: Tensor | None = None
         self.adv_probs: Tensor | None = None
@@ -261,10 +264,3 @@ class L2UL(Unlearner):
         with torch.no_grad():
             probs = self.original(x).softmax(1)
         return soft_cross_entropy(model(x), probs)
-
-    def is_done(self, forgotten: bool, step: int) -> bool:
-        if self.config.stop != "forgotten" or not forgotten:
-            return False
-        if self._first_forgotten is None:
-            self._first_forgotten = step
-        return step - self._first_forgotten >= self.config.heal_steps
