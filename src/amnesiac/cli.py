@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 import amnesiac
-from amnesiac._io import OutputPathError, atomic_write_text, check_writable
+from amnesiac._io import OutputPathError, atomic_write_bytes, atomic_write_text, check_writable
 from amnesiac.data import Splits, list_datasets, load_dataset, parse_forget, retain_indices
 from amnesiac.errors import AmnesiacError, CheckpointError
 from amnesiac.models import Checkpoint, load_checkpoint, load_pretrained, model_meta
@@ -336,10 +336,7 @@ def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
     }
     # write every output only after everything succeeded
     if args.out:
-        payload = checkpoint_bytes(result.model, meta)
-        from amnesiac._io import atomic_write_bytes
-
-        atomic_write_bytes(outs[0], payload)
+        atomic_write_bytes(outs[0], checkpoint_bytes(result.model, meta))
         print(f"saved {args.out}")
     if args.report:
         atomic_write_text(args.report, json.dumps(report, indent=2))

@@ -222,8 +222,8 @@ class L2UL(Unlearner):
         f_idx = self.forget_batch(data, step)  # sequential and cycled, as the official loader
         xf, yf = data.forget_x[f_idx], data.forget_y[f_idx]
         tf = self.forget_target[f_idx] if self.forget_target is not None else None
-        kind = c.forget_loss if tf is None or c.forget_loss == "margin" else "runner_up"
-        lf = forget_loss(model(xf), yf, kind=kind, target=tf, margin=c.margin)
+        # with targets, forget_loss trains toward them whatever the kind (margin: by a margin)
+        lf = forget_loss(model(xf), yf, kind=c.forget_loss, target=tf, margin=c.margin)
         parts: dict[str, Tensor] = {"forget": lf}
         if self.adv_x is not None and self.adv_y is not None:
             n = len(self.adv_x)

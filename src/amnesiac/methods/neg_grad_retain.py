@@ -68,9 +68,12 @@ class NegGradRetain(Unlearner):
         c = self.config
         idx = self.forget_batch(data, step)
         t = self.targets[idx] if self.targets is not None else None
-        kind = c.forget_loss if t is None or c.forget_loss == "margin" else "runner_up"
         lf = forget_loss(
-            model(data.forget_x[idx]), data.forget_y[idx], kind=kind, target=t, margin=c.margin
+            model(data.forget_x[idx]),
+            data.forget_y[idx],
+            kind=c.forget_loss,
+            target=t,
+            margin=c.margin,
         )
         xr, yr = self.retain_batch(data, c.retain_batch_size)
         lr_ = F.cross_entropy(model(xr), yr)
