@@ -17,18 +17,33 @@ import torch
 
 import amnesiac
 
+# the paper's optimizer and BatchNorm handling, with l2ul's cheaper attack (20 steps of 0.25)
+BASE = {"preset": "paper", "pgd_step": 0.25, "pgd_steps": 20, "target_rule": "uniform", "max_steps": 400,
+        "importance_bn_mode": "eval"}
 CANDIDATES: dict[str, dict] = {
     "paper": {"preset": "paper"},
-    "bn_eval": {"preset": "paper", "bn_mode": "eval"},
-    "margin": {"preset": "paper", "forget_loss": "margin", "margin": 1.0},
-    "margin+bn_eval": {"preset": "paper", "forget_loss": "margin", "margin": 1.0, "bn_mode": "eval"},
-    "runner_up+bn_eval": {"preset": "paper", "forget_loss": "runner_up", "bn_mode": "eval"},
-    "margin+bn_eval+lr1e-2": {"preset": "paper", "forget_loss": "margin", "margin": 1.0,
-                              "bn_mode": "eval", "lr": 1e-2},
-    "margin+bn_eval+distill": {"preset": "paper", "forget_loss": "margin", "margin": 1.0,
-                               "bn_mode": "eval", "adv_loss": "distill"},
-    "margin+bn_eval+distill+heal": {"preset": "paper", "forget_loss": "margin", "margin": 1.0,
-                                    "bn_mode": "eval", "adv_loss": "distill", "heal_steps": 30},
+    "base": BASE,
+    "base+bn_eval": {**BASE, "bn_mode": "eval"},
+    "base+runner_up": {**BASE, "forget_loss": "runner_up"},
+    "base+margin": {**BASE, "forget_loss": "margin", "margin": 1.0},
+    "base+runner_up+distill": {**BASE, "forget_loss": "runner_up", "adv_loss": "distill"},
+    "base+runner_up+heal": {**BASE, "forget_loss": "runner_up", "heal_steps": 100},
+    "base+margin+heal": {**BASE, "forget_loss": "margin", "margin": 1.0, "heal_steps": 100},
+    "base+runner_up+lr1e-2": {**BASE, "forget_loss": "runner_up", "lr": 1e-2},
+    "base+runner_up+reg10": {**BASE, "forget_loss": "runner_up", "reg_weight": 10.0},
+    "base+runner_up+fixed": {**BASE, "forget_loss": "runner_up", "weighting": "fixed"},
+    # neg_grad_retain (reads the retained data)
+    "ngr": {"method": "neg_grad_retain"},
+    "ngr+runner_up+heal": {"method": "neg_grad_retain", "forget_loss": "runner_up",
+                           "heal_steps": 200},
+    "ngr+margin+heal": {"method": "neg_grad_retain", "forget_loss": "margin", "margin": 1.0,
+                        "heal_steps": 200},
+    "ngr+margin+heal+bn_eval": {"method": "neg_grad_retain", "forget_loss": "margin",
+                                "margin": 1.0, "heal_steps": 200, "bn_mode": "eval"},
+    "ngr+margin+heal+lr1e-2": {"method": "neg_grad_retain", "forget_loss": "margin",
+                               "margin": 1.0, "heal_steps": 200, "lr": 1e-2, "max_steps": 600},
+    "ngr+margin+heal+w10": {"method": "neg_grad_retain", "forget_loss": "margin", "margin": 1.0,
+                            "heal_steps": 200, "retain_weight": 10.0},
 }
 
 
@@ -42,7 +57,8 @@ def main() -> None:
         forget = amnesiac.parse_forget(f"random:{k}:{seed}", data.train_y)
         retain = amnesiac.retain_indices(len(data.train_y), forget)
         g = torch.Generator().manual_seed(1000 + seed)
-        val = retain[torch.randperm(len(retain), generator=g)[:5000]]
+        perm = torch.randperm(len(retain), generator=g)
+        val, rest = retain[perm[:5000]], retain[perm[5000:]]  # methods never train on val
         f = (data.train_x[forget], data.train_y[forget])
         v = (data.train_x[val], data.train_y[val])
         base = amnesiac.evaluate(model, forget=f, retain=v)
@@ -50,7 +66,12 @@ def main() -> None:
             if only and name not in only:
                 continue
             t0 = time.perf_counter()
-            r = amnesiac.unlearn(model, forget=f, method="l2ul", seed=seed, **settings)
+            settings = dict(settings)
+            method = settings.pop("method", "l2ul")
+            extra = {"retain": (data.train_x[rest], data.train_y[rest])}
+            if method == "l2ul":
+                extra = {}
+            r = amnesiac.unlearn(model, forget=f, method=method, seed=seed, **extra, **settings)
             m = amnesiac.evaluate(r.model, forget=f, retain=v)
             row = {"name": name, "k": k, "seed": seed, "forget_acc": m["forget_acc"],
                    "val_acc": m["retain_acc"], "val_drop": base["retain_acc"] - m["retain_acc"],

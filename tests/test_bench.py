@@ -46,6 +46,9 @@ def test_digits_grid_end_to_end(tmp_path: Path, capsys) -> None:
             "torch",
             "threads",
             "cpu",
+            "before_mia_loss_auc",
+            "after_mia_loss_member_rate",
+            "after_mia_entropy_auc",
         ):
             assert key in r
     speed = next(r for r in rows if r["kind"] == "speed")
@@ -57,6 +60,7 @@ def test_digits_grid_end_to_end(tmp_path: Path, capsys) -> None:
     assert main(["bench", str(grid_file), "--report"]) == 0
     text = (tmp_path / "DIGITS_RESULTS.md").read_text()
     assert "amnesiac bench" in text and "do not edit by hand" in text
+    assert "## Membership inference" in text
     for s in summarize(rows):
         assert f"| {s['label']} | {s['k']} |" in text
     for png in ("digits_test_acc_vs_k.png", "digits_seconds.png", "digits_drop_vs_seconds.png"):

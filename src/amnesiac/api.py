@@ -25,6 +25,7 @@ from amnesiac.methods.base import (
     registered,
 )
 from amnesiac.metrics.accuracy import accuracy_from_logits, predict_logits
+from amnesiac.metrics.mia import mia_from_logits
 from amnesiac.ops.losses import runner_up
 
 logger = logging.getLogger(__name__)
@@ -189,21 +190,34 @@ def evaluate(
     retain: Data | None = None,
     test: Data | None = None,
     targets: Tensor | None = None,
+    membership: bool = False,
     batch_size: int = 1024,
 ) -> dict[str, float]:
     """Accuracy of ``model`` on each given set, in percent, as a flat dict.
 
     Keys: ``forget_acc``, ``retain_acc``, ``test_acc`` for the sets given, and
     ``forget_target_acc`` (share of forget instances predicted as their target) when
-    ``targets`` is given. The model's mode is restored; no gradients are computed.
+    ``targets`` is given. With ``membership=True`` (needs all three sets) the population
+    membership-inference attacks of :mod:`amnesiac.metrics.mia` are added from the same outputs:
+    ``mia_loss_member_rate``, ``mia_loss_auc``, ``mia_loss_attack_auc`` and their
+    ``mia_entropy_`` counterparts. The model's mode is restored; no gradients are computed.
     """
+    if membership and (forget is None or retain is None or test is None):
+        raise ValueError(
+            "membership=True needs forget, retain and test: the attack learns members (retain) "
+            "from non-members (test) and is asked about the forget set"
+        )
     out: dict[str, float] = {}
+    outputs: dict[str, tuple[Tensor, Tensor]] = {}
     for key, data in (("forget", forget), ("retain", retain), ("test", test)):
         if data is None:
             continue
         x, y = as_tensors(data, name=key)
         logits = predict_logits(model, x, batch_size=batch_size)
+        outputs[key] = (logits, y)
         out[f"{key}_acc"] = accuracy_from_logits(logits, y)
         if key == "forget" and targets is not None:
             out["forget_target_acc"] = accuracy_from_logits(logits, torch.as_tensor(targets))
+    if membership:
+        out.update(mia_from_logits(outputs["forget"], outputs["retain"], outputs["test"]))
     return out

@@ -62,6 +62,11 @@ def summarize(rows: list[dict[str, Any]], section: str = "main") -> list[dict[st
                 "test_drop": [r["before_test_acc"] - r["after_test_acc"] for r in g],
                 "steps": [float(r["steps"]) for r in g],
                 "seconds": [_wall(r) for r in g],
+                **{
+                    f"{when}_{key}": [r.get(f"{when}_{key}", math.nan) for r in g]
+                    for when in ("before", "after")
+                    for key in MIA_KEYS
+                },
             }
         )
     return out
@@ -80,6 +85,24 @@ def _table(summary: list[dict[str, Any]]) -> list[str]:
             f"{_ms(s['test_acc'], 2)} ({_ms(s['test_drop'], 2)}) | {_ms(s['steps'], 0)} | "
             f"{_ms(s['seconds'])} |"
         )
+    return lines
+
+
+MIA_KEYS = ("mia_loss_member_rate", "mia_loss_auc", "mia_entropy_auc")
+
+
+def _mia_table(summary: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| method | k | D_f called members, % (before) | AUC D_f vs D_test, loss attack "
+        "(before) | AUC, entropy attack (before) |",
+        "|---|---|---|---|---|",
+    ]
+    for s in summary:
+        cells = [
+            f"{_ms(s['after_' + key], d)} ({_ms(s['before_' + key], d)})"
+            for key, d in zip(MIA_KEYS, (1, 3, 3), strict=True)
+        ]
+        lines.append(f"| {s['label']} | {s['k']} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -217,6 +240,19 @@ def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Pat
     if summary:
         lines += ["## Results", "", *_table(summary), ""]
         lines += [f"![{name}]({name})" for name in images] + [""]
+        if any(not math.isnan(v) for s in summary for v in s["after_mia_loss_auc"]):
+            lines += [
+                "## Membership inference (population attacks)",
+                "",
+                "A logistic-regression attack learns members (the D_r sample) from non-members "
+                "(D_test) on the per-example loss, a second one on confidence features "
+                "(true-class probability, top probability, entropy); see "
+                "`amnesiac.metrics.mia`. Forgotten means: D_f looks like D_test (AUC near 0.5, "
+                "member rate near the attack's rate on test data).",
+                "",
+                *_mia_table(summary),
+                "",
+            ]
     ablation = summarize(rows, "ablation")
     if ablation:
         lines += ["## Ablation (each change on its own)", "", *_table(ablation), ""]

@@ -98,7 +98,11 @@ class _Context:
     def before(self, k: int, seed: int, f: Any, r_ev: Any) -> dict[str, float]:
         if (k, seed) not in self._before:
             self._before[(k, seed)] = amnesiac.evaluate(
-                self.model, forget=f, retain=r_ev, test=(self.data.test_x, self.data.test_y)
+                self.model,
+                forget=f,
+                retain=r_ev,
+                test=(self.data.test_x, self.data.test_y),
+                membership=True,
             )
         return self._before[(k, seed)]
 
@@ -146,7 +150,11 @@ def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
         )
         wall = time.perf_counter() - t0
         after = amnesiac.evaluate(
-            result.model, forget=f, retain=r_ev, test=(ctx.data.test_x, ctx.data.test_y)
+            result.model,
+            forget=f,
+            retain=r_ev,
+            test=(ctx.data.test_x, ctx.data.test_y),
+            membership=True,
         )
         row.update(
             status="ok",
