@@ -12,6 +12,7 @@ Example:
 """
 
 from amnesiac.api import evaluate, list_methods, make_config, unlearn
+from amnesiac.audit import audit
 from amnesiac.data import Splits, as_tensors, load_dataset, parse_forget, retain_indices
 from amnesiac.errors import (
     AmnesiacError,
@@ -32,6 +33,7 @@ from amnesiac.models import (
     model_meta,
     save_checkpoint,
 )
+from amnesiac.shadows import Shadows, train_shadows
 from amnesiac.training import TrainRecipe, train_classifier
 
 __version__ = "0.1.0"
@@ -45,6 +47,7 @@ __all__ = [
     "ImageClassifier",
     "InvalidForgetSetError",
     "InvalidSettingsError",
+    "Shadows",
     "Splits",
     "TrainRecipe",
     "UnknownNameError",
@@ -53,6 +56,7 @@ __all__ = [
     "Unlearner",
     "__version__",
     "as_tensors",
+    "audit",
     "create_model",
     "evaluate",
     "get_method",
@@ -67,5 +71,6 @@ __all__ = [
     "retain_indices",
     "save_checkpoint",
     "train_classifier",
+    "train_shadows",
     "unlearn",
 ]

@@ -28,6 +28,7 @@ from amnesiac.data import Splits, list_datasets, load_dataset, parse_forget, ret
 from amnesiac.errors import AmnesiacError, CheckpointError
 from amnesiac.models import Checkpoint, load_checkpoint, load_pretrained, model_meta
 from amnesiac.models.checkpoint import checkpoint_bytes
+from amnesiac.shadows import default_cache_dir, train_shadows
 from amnesiac.training import TrainRecipe
 
 PROG = "amnesiac"
@@ -373,6 +374,83 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    out = check_writable(args.out)
+    if args.shadows == 1 or args.shadows < 0:
+        raise CLIError(f"--shadows must be 0 (no LiRA) or at least 2, got {args.shadows}")
+    data = load_dataset(args.dataset, args.data_dir, download=args.download)
+    original, o_src = _load_model(args.original, data.name)
+    _check_fit(original, data, o_src)
+    unlearned = load_checkpoint(args.model)
+    _check_fit(unlearned, data, args.model)
+    retrained = None
+    if args.retrained:
+        retrained = load_checkpoint(args.retrained)
+        _check_fit(retrained, data, args.retrained)
+    forget = parse_forget(args.forget, data.train_y)
+    retain = _retain_eval(data, forget, args.retain_eval_size, args.seed)
+    shadows = None
+    if args.shadows:
+        meta = original.meta
+        if "recipe" not in meta:
+            raise CLIError(
+                f"{o_src} has no training recipe in its metadata, so shadow models cannot be "
+                "trained like it; pass --shadows 0 to skip LiRA"
+            )
+        recipe = TrainRecipe(**meta["recipe"])
+        print(f"LiRA: {args.shadows} shadow models ({meta['arch']}, cached under {args.cache})")
+        shadows = train_shadows(
+            data,
+            meta["arch"],
+            recipe,
+            n=args.shadows,
+            seed=args.seed,
+            cache_dir=args.cache,
+            progress=not args.no_progress,
+        )
+    result = amnesiac.audit(
+        unlearned.model,
+        original.model,
+        forget=(data.train_x[forget], data.train_y[forget]),
+        retain=(data.train_x[retain], data.train_y[retain]),
+        test=(data.test_x, data.test_y),
+        retrained=retrained.model if retrained else None,
+        shadows=shadows,
+        forget_indices=forget,
+        relearn_max_steps=args.relearn_max_steps,
+        seed=args.seed,
+    )
+    names = list(result["accuracy"])
+    rows = []
+    for key, label in (("forget_acc", "D_f accuracy %"), ("test_acc", "D_test accuracy %")):
+        rows.append([label, *(_fmt(result["accuracy"][n][key]) for n in names)])
+    for key, label in (
+        ("mia_loss_member_rate", "MIA: D_f called members %"),
+        ("mia_loss_auc", "MIA: AUC D_f vs D_test"),
+        ("mia_entropy_auc", "MIA (entropy): AUC"),
+    ):
+        rows.append([label, *(f"{result['mia'][n][key]:.3f}" for n in names)])
+    if "lira" in result:
+        for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr"):
+            rows.append([f"LiRA {key}", *(f"{result['lira'][n][key]:.3f}" for n in names)])
+    rows.append(["relearn steps", *(str(result["relearn_steps"][n]) for n in names)])
+    if "cka" in result:
+        rows.append(
+            ["CKA vs original", *(f"{result['cka'].get(n, float('nan')):.4f}" for n in names)]
+        )
+    print(_table(rows, ["measure", *names]))
+    if "distance" in result:
+        d = result["distance"]["unlearned"]
+        print(
+            f"unlearned vs retrained: agreement {d['test']['agreement']:.2f}% on D_test, "
+            f"{d['forget']['agreement']:.2f}% on D_f; JS {d['test']['js']:.4f} / "
+            f"{d['forget']['js']:.4f} nats"
+        )
+    atomic_write_text(out, json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from amnesiac.bench import load_grid, read_rows, run_grid, write_report
 
@@ -468,6 +546,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", default=None, help="write the metrics to this JSON file")
 
+    p = sub.add_parser(
+        "audit", help="evidence that a model forgot: membership attacks, distance, relearn, CKA"
+    )
+    p.add_argument("--model", required=True, help="the unlearned checkpoint")
+    p.add_argument(
+        "--original", default=None, help="the model before unlearning (default: shipped)"
+    )
+    p.add_argument("--retrained", default=None, help="a model retrained without D_f (optional)")
+    _add_data_flags(p)
+    p.add_argument("--forget", required=True, help="forget set spec or file")
+    p.add_argument("--out", required=True, help="JSON file to write")
+    p.add_argument(
+        "--shadows",
+        type=int,
+        default=8,
+        help="shadow models for LiRA, trained once with the original's recipe and cached "
+        "(0: skip LiRA; default 8)",
+    )
+    p.add_argument("--cache", default=str(default_cache_dir()), help="shadow-model cache folder")
+    p.add_argument(
+        "--retain-eval-size",
+        type=int,
+        default=10000,
+        help="members sample for the population attacks (seeded subset of D_r; 0: all)",
+    )
+    p.add_argument("--relearn-max-steps", type=int, default=200, help="cap of the relearn time")
+    p.add_argument("--seed", type=int, default=0, help="seed of the attacks and samples")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
     p = sub.add_parser("bench", help="run a benchmark grid and/or write its RESULTS.md")
     p.add_argument(
         "grid",
@@ -528,6 +635,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_unlearn(args, extra)
         if args.command == "bench":
             return cmd_bench(args)
+        if args.command == "audit":
+            return cmd_audit(args)
         return cmd_evaluate(args)
     except (AmnesiacError, OutputPathError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)

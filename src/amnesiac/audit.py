@@ -1,0 +1,146 @@
+"""``amnesiac.audit``: the evidence that a model forgot, gathered from :mod:`amnesiac.metrics`.
+
+Compares the unlearned model with the original one and, when given, with a model retrained
+without the forget set (the reference a perfect unlearning method would match).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from amnesiac.api import Data
+from amnesiac.data.tensors import as_tensors
+from amnesiac.metrics.accuracy import accuracy_from_logits, predict_logits
+from amnesiac.metrics.cka import linear_cka
+from amnesiac.metrics.distance import output_distance
+from amnesiac.metrics.lira import lira_offline, lira_summary, scaled_logit
+from amnesiac.metrics.mia import mia_from_logits
+from amnesiac.metrics.relearn import relearn_steps
+from amnesiac.shadows import Shadows
+
+
+@torch.inference_mode()
+def _features(model: nn.Module, x: Tensor, batch_size: int) -> Tensor | None:
+    features = getattr(model, "features", None)
+    if features is None:
+        return None
+    was = model.training
+    model.eval()
+    try:
+        return torch.cat([features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    except NotImplementedError:
+        return None
+    finally:
+        model.train(was)
+
+
+def audit(
+    model: nn.Module,
+    original: nn.Module,
+    *,
+    forget: Data,
+    retain: Data,
+    test: Data,
+    retrained: nn.Module | None = None,
+    shadows: Shadows | None = None,
+    forget_indices: Tensor | None = None,
+    relearn_max_steps: int = 200,
+    relearn_lr: float = 1e-3,
+    seed: int = 0,
+    batch_size: int = 1024,
+) -> dict[str, Any]:
+    """Measure how well ``model`` forgot ``forget``, next to ``original`` (and ``retrained``).
+
+    Args:
+        model: The unlearned model.
+        original: The model before unlearning.
+        forget: D_f, ``(x, y)`` or a dataset.
+        retain: A sample of D_r (the membership attacks' members).
+        test: D_test (the attacks' non-members).
+        retrained: Optional model trained without D_f: adds the distance to it and its own
+            columns everywhere.
+        shadows: Optional shadow models (:func:`amnesiac.shadows.train_shadows`) for LiRA; needs
+            ``forget_indices`` (D_f's positions in the training set the shadows split).
+        forget_indices: Indices of D_f in the training set.
+        relearn_max_steps: Cap of the relearn-time measurement.
+        relearn_lr: Learning rate of the relearn fine-tuning.
+        seed: Seed of the attacks' subsampling and the relearn batch order.
+        batch_size: Inference batch size.
+
+    Returns:
+        A JSON-ready dict: ``accuracy``, ``mia`` (population attacks), ``relearn_steps``, ``cka``
+        (linear CKA of penultimate features on D_test against the original model), and, when
+        available, ``lira`` and ``distance`` (to the retrained model). Per-model entries are
+        keyed ``original``, ``unlearned``, ``retrained``.
+    """
+    xf, yf = as_tensors(forget, name="forget")
+    xr, yr = as_tensors(retain, name="retain")
+    xt, yt = as_tensors(test, name="test")
+    models = {"original": original, "unlearned": model}
+    if retrained is not None:
+        models["retrained"] = retrained
+    logits = {
+        name: {
+            key: predict_logits(m, x, batch_size=batch_size)
+            for key, x in (("forget", xf), ("retain", xr), ("test", xt))
+        }
+        for name, m in models.items()
+    }
+    labels = {"forget": yf, "retain": yr, "test": yt}
+    out: dict[str, Any] = {"sizes": {k: len(v) for k, v in labels.items()}}
+    out["accuracy"] = {
+        name: {f"{k}_acc": accuracy_from_logits(lg[k], labels[k]) for k in labels}
+        for name, lg in logits.items()
+    }
+    out["mia"] = {
+        name: mia_from_logits((lg["forget"], yf), (lg["retain"], yr), (lg["test"], yt), seed=seed)
+        for name, lg in logits.items()
+    }
+    target_acc = out["accuracy"]["original"]["forget_acc"]
+    out["relearn_steps"] = {
+        name: relearn_steps(
+            m, xf, yf, target_acc=target_acc, lr=relearn_lr, max_steps=relearn_max_steps, seed=seed
+        )
+        for name, m in models.items()
+    }
+    out["relearn_target_acc"] = target_acc
+    out["relearn_max_steps"] = relearn_max_steps
+    base = _features(original, xt, batch_size)
+    if base is not None:
+        cka: dict[str, float] = {}
+        for name, m in models.items():
+            f = _features(m, xt, batch_size)
+            if f is not None:
+                cka[name] = linear_cka(base, f)
+        out["cka"] = cka
+    if retrained is not None:
+        ref = logits["retrained"]
+        out["distance"] = {
+            name: {key: output_distance(logits[name][key], ref[key]) for key in ("test", "forget")}
+            for name in ("original", "unlearned")
+        }
+    if shadows is not None:
+        if forget_indices is None:
+            raise ValueError("LiRA needs forget_indices: D_f's positions in the training set")
+        idx = torch.as_tensor(forget_indices, dtype=torch.long)
+        phi_f = torch.stack(
+            [scaled_logit(predict_logits(s, xf, batch_size=batch_size), yf) for s in shadows.models]
+        )
+        phi_t = torch.stack(
+            [scaled_logit(predict_logits(s, xt, batch_size=batch_size), yt) for s in shadows.models]
+        )
+        s_in = torch.cat([shadows.members[:, idx], torch.zeros_like(phi_t, dtype=torch.bool)], 1)
+        s_phi = torch.cat([phi_f, phi_t], 1)
+        lira: dict[str, Any] = {"shadow_models": len(shadows.models)}
+        for name, lg in logits.items():
+            target = torch.cat([scaled_logit(lg["forget"], yf), scaled_logit(lg["test"], yt)])
+            scores = lira_offline(target, s_phi, s_in)
+            lira[name] = {
+                **lira_summary(scores[: len(yf)], scores[len(yf) :]),
+                "forget_scores": scores[: len(yf)].tolist(),
+            }
+        out["lira"] = lira
+    return out

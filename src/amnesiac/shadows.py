@@ -1,0 +1,135 @@
+"""Shadow models for LiRA: classifiers trained on complementary random halves, cached.
+
+Each shadow model is trained from scratch with a given recipe on a seeded random half of the
+training set and saved as a safetensors checkpoint under a cache folder, named by a hash of what
+determines it (dataset, its size and labels, architecture, recipe, seed, index). The cost is paid
+once per setup; an interrupted run resumes with the shadows already saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from amnesiac.data.datasets import Splits
+from amnesiac.models import create_model
+from amnesiac.models.checkpoint import load_checkpoint, model_meta, save_checkpoint
+from amnesiac.models.classifier import ImageClassifier
+from amnesiac.training import TrainRecipe, train_classifier
+
+
+def default_cache_dir() -> Path:
+    """``$AMNESIAC_CACHE/shadows``, else ``~/.cache/amnesiac/shadows``."""
+    root = os.environ.get("AMNESIAC_CACHE") or Path.home() / ".cache" / "amnesiac"
+    return Path(root) / "shadows"
+
+
+def shadow_membership(n: int, index: int, seed: int) -> Tensor:
+    """Which of ``n`` training examples shadow model ``index`` trains on.
+
+    Models come in pairs: model ``2j`` trains on a seeded random half and model ``2j + 1`` on
+    the other half, so with an even number of models every example is left out of exactly half
+    of them (LiRA needs models that did not see each example).
+    """
+    g = torch.Generator().manual_seed(seed * 1_000_003 + index // 2)
+    member = torch.zeros(n, dtype=torch.bool)
+    member[torch.randperm(n, generator=g)[: n // 2]] = True
+    return member if index % 2 == 0 else ~member
+
+
+def shadow_key(data: Splits, arch: str, recipe: TrainRecipe, seed: int) -> str:
+    """Hash of everything that determines a set of shadow models."""
+    labels = hashlib.sha256(data.train_y.numpy().tobytes()).hexdigest()
+    spec = {
+        "dataset": data.name,
+        "n": len(data.train_y),
+        "labels": labels,
+        "arch": arch,
+        "recipe": recipe.to_dict(),
+        "seed": seed,
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Shadows:
+    """Shadow models and, for each, which training examples it trained on.
+
+    Attributes:
+        models: The shadow classifiers, in eval mode.
+        members: ``(S, N)`` bool, ``members[s, i]`` when shadow ``s`` trained on example ``i``.
+    """
+
+    models: list[ImageClassifier]
+    members: Tensor
+
+
+def train_shadows(
+    data: Splits,
+    arch: str,
+    recipe: TrainRecipe,
+    *,
+    n: int = 8,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    on_shadow: Callable[[int, bool], None] | None = None,
+) -> Shadows:
+    """Train (or load from the cache) ``n`` shadow models on random halves of ``data.train_*``.
+
+    Args:
+        data: The dataset whose training set the target model was trained on.
+        arch: Architecture name (:func:`amnesiac.create_model`).
+        recipe: Training recipe (use the target model's, stored in its checkpoint metadata).
+        n: Number of shadow models (at least 2 so every example has OUT models, on average half).
+        seed: Seed of the halves and of the training runs.
+        cache_dir: Cache folder (:func:`default_cache_dir` when ``None``); created if missing.
+        progress: Show a progress bar over the shadow models.
+        on_shadow: Called with ``(index, loaded_from_cache)`` after each model.
+    """
+    if n < 2:
+        raise ValueError(f"LiRA needs at least 2 shadow models, got {n}")
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    key = shadow_key(data, arch, recipe, seed)
+    c = data.input_shape[0]
+    models: list[ImageClassifier] = []
+    members = []
+    for i in tqdm(range(n), desc="shadow models", unit="model", disable=not progress):
+        member = shadow_membership(len(data.train_y), i, seed)
+        members.append(member)
+        path = folder / f"{data.name}-{arch}-{key}-{i}.safetensors"
+        cached = path.is_file()
+        if cached:
+            models.append(load_checkpoint(path).model)
+        else:
+            torch.manual_seed(seed * 1_000_003 + i)
+            model = create_model(
+                arch, in_channels=c, num_classes=data.num_classes, mean=data.mean, std=data.std
+            )
+            r = TrainRecipe(**{**recipe.to_dict(), "seed": seed * 1_000_003 + i})
+            train_classifier(model, data.train_x[member], data.train_y[member], r)
+            meta = model_meta(
+                arch,
+                in_channels=c,
+                num_classes=data.num_classes,
+                mean=data.mean,
+                std=data.std,
+                input_shape=list(data.input_shape),
+                dataset=data.name,
+                recipe=r.to_dict(),
+                shadow={"key": key, "index": i, "seed": seed},
+            )
+            save_checkpoint(model, path, meta)  # atomic: a killed run leaves no partial model
+            models.append(model.eval())
+        if on_shadow is not None:
+            on_shadow(i, cached)
+    return Shadows(models=models, members=torch.stack(members))
