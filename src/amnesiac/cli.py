@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import platform
 import re
 import sys
@@ -26,7 +27,22 @@ import amnesiac
 from amnesiac._io import OutputPathError, atomic_write_bytes, atomic_write_text, check_writable
 from amnesiac.data import Splits, list_datasets, load_dataset, parse_forget, retain_indices
 from amnesiac.errors import AmnesiacError, CheckpointError
-from amnesiac.models import Checkpoint, load_checkpoint, load_pretrained, model_meta
+from amnesiac.ledger import (
+    LedgerError,
+    append_entry,
+    canonical,
+    checked_entries,
+    current_model,
+    file_sha256,
+    indices_sha256,
+)
+from amnesiac.models import (
+    Checkpoint,
+    load_checkpoint,
+    load_pretrained,
+    model_meta,
+    pretrained_path,
+)
 from amnesiac.models.checkpoint import checkpoint_bytes
 from amnesiac.shadows import default_cache_dir, train_shadows
 from amnesiac.training import TrainRecipe
@@ -260,6 +276,15 @@ def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
     ckpt, source = _load_model(args.model, data.name)
     _check_fit(ckpt, data, source)
     forget = parse_forget(args.forget, data.train_y)
+    request = None
+    if args.ledger:
+        request = _ledger_request(args, data.name, forget, config.to_dict())
+        if request.get("done"):
+            print(
+                f"request {request['request_id']} is already in {args.ledger} with its model "
+                f"{args.out}; nothing to do"
+            )
+            return 0
     info = amnesiac.get_method(args.method)
     retain_all = retain_indices(len(data.train_y), forget)
     retain_ev = _retain_eval(data, forget, args.retain_eval_size, 0)
@@ -339,11 +364,119 @@ def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
     if args.out:
         atomic_write_bytes(outs[0], checkpoint_bytes(result.model, meta))
         print(f"saved {args.out}")
+    if request is not None:  # after the model: a crash in between leaves no ledger entry
+        entry = append_entry(
+            args.ledger,
+            {
+                **request["fields"],
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "output_sha256": file_sha256(args.out),
+                "metrics": {"before": before, "after": after},
+                "forgotten": result.forgotten,
+                "steps": result.steps,
+                "versions": _versions(),
+            },
+        )
+        print(f"ledger {args.ledger}: request {entry['request_id']} recorded")
     if args.report:
         atomic_write_text(args.report, json.dumps(report, indent=2))
         print(f"report {args.report}")
     if args.forget_out:
         atomic_write_text(args.forget_out, "\n".join(map(str, forget.tolist())) + "\n")
+    return 0
+
+
+def _ledger_request(
+    args: argparse.Namespace, dataset: str, forget: torch.Tensor, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """Check that a request may be appended to ``args.ledger``; return its ledger fields.
+
+    ``done`` is set when the ledger's latest entry is this very request and its model is in
+    place (a rerun after a completed request).
+    """
+    if not args.out:
+        raise CLIError("--ledger needs --out: the ledger records the model a request produces")
+    ledger = check_writable(args.ledger)
+    entries = checked_entries(ledger)
+    in_path = pretrained_path(dataset) if args.model in (None, "shipped") else Path(args.model)
+    in_sha = file_sha256(in_path)
+    indices = [int(i) for i in forget.tolist()]
+    rid = (
+        args.request_id
+        or hashlib.sha256(canonical([in_sha, indices, args.method, settings])).hexdigest()[:16]
+    )
+    out_rel = os.path.relpath(Path(args.out).resolve(), ledger.resolve().parent)
+    last = entries[-1] if entries else None
+    if (
+        last is not None
+        and last.get("request_id") == rid
+        and last.get("input_sha256") == in_sha
+        and Path(args.out).is_file()
+        and file_sha256(args.out) == last.get("output_sha256")
+    ):
+        return {"done": True, "request_id": rid}
+    current = current_model(entries)
+    if current is not None and in_sha != current[1]:
+        where = (ledger.resolve().parent / current[0]).resolve()
+        raise LedgerError(
+            f"{in_path} is not the ledger's current model; the current one is {where} "
+            f"(sha256 {current[1][:12]}...): start this request from it with --model {where}"
+        )
+    fields: dict[str, Any] = {
+        "request_id": rid,
+        "dataset": dataset,
+        "method": args.method,
+        "preset": args.preset,
+        "settings": settings,
+        "settings_sha256": hashlib.sha256(canonical(settings)).hexdigest(),
+        "forget_count": len(indices),
+        "forget_sha256": indices_sha256(indices),
+        "input_model": str(in_path),
+        "input_sha256": in_sha,
+        "output_model": out_rel,
+    }
+    if not args.hash_indices:
+        fields["forget_indices"] = indices
+    return {"request_id": rid, "fields": fields}
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    ledger = Path(args.ledger)
+    if not ledger.is_file():
+        raise LedgerError(f"ledger {ledger} does not exist")
+    entries = checked_entries(ledger)
+    datasets: dict[str, Splits] = {}
+    checked_acc = 0
+    for i, e in enumerate(entries):
+        where = f"entry {i + 1} (request {e.get('request_id')})"
+        model_path = ledger.resolve().parent / str(e["output_model"])
+        if not model_path.is_file():
+            raise LedgerError(f"{where}: its model {model_path} is missing")
+        if file_sha256(model_path) != e["output_sha256"]:
+            raise LedgerError(f"{where}: {model_path} does not match the recorded SHA-256")
+        if i > 0 and e.get("input_sha256") != entries[i - 1]["output_sha256"]:
+            raise LedgerError(f"{where}: it did not start from the previous request's model")
+        ckpt = load_checkpoint(model_path)
+        if "forget_indices" in e and not args.no_accuracy:
+            name = str(e["dataset"])
+            if name not in datasets:
+                datasets[name] = load_dataset(name, args.data_dir, download=False)
+            d = datasets[name]
+            idx = parse_forget(e["forget_indices"], d.train_y)
+            if indices_sha256(idx.tolist()) != e["forget_sha256"]:
+                raise LedgerError(f"{where}: forget_sha256 does not match its forget_indices")
+            acc = amnesiac.evaluate(ckpt.model, forget=(d.train_x[idx], d.train_y[idx]))
+            recorded = e["metrics"]["after"]["forget_acc"]
+            if abs(acc["forget_acc"] - recorded) > 1e-6:
+                raise LedgerError(
+                    f"{where}: D_f accuracy of {model_path} is {acc['forget_acc']:.2f}%, the "
+                    f"ledger says {recorded:.2f}%"
+                )
+            checked_acc += 1
+    print(
+        f"ledger {ledger} OK: {len(entries)} entries, hash chain intact, every model present "
+        f"and matching; D_f accuracy rechecked for {checked_acc}"
+    )
     return 0
 
 
@@ -532,7 +665,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="evaluate D_r on a seeded subset of this size (0: all)",
     )
+    p.add_argument(
+        "--ledger",
+        default=None,
+        help="deletion ledger (JSON lines, hash-chained) to append this request to; the request "
+        "must start from the ledger's latest model (needs --out)",
+    )
+    p.add_argument(
+        "--hash-indices",
+        action="store_true",
+        help="store the SHA-256 of the forget indices in the ledger instead of the indices",
+    )
+    p.add_argument(
+        "--request-id",
+        default=None,
+        help="ledger request id (default: a hash of the input model, forget set and settings)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    p = sub.add_parser(
+        "verify", help="check a deletion ledger: hashes, chain, models, D_f accuracy"
+    )
+    p.add_argument("ledger", help="ledger file (JSON lines)")
+    p.add_argument("--data-dir", default=None, help="where the datasets are (as for unlearn)")
+    p.add_argument(
+        "--no-accuracy", action="store_true", help="skip reloading data to recheck D_f accuracy"
+    )
 
     p = sub.add_parser("evaluate", help="accuracy of a model on D_f, D_r and D_test")
     p.add_argument("--model", default=None, help="checkpoint (default: the shipped model)")
@@ -637,6 +795,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_bench(args)
         if args.command == "audit":
             return cmd_audit(args)
+        if args.command == "verify":
+            return cmd_verify(args)
         return cmd_evaluate(args)
     except (AmnesiacError, OutputPathError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
