@@ -25,6 +25,7 @@ import torch
 
 import amnesiac
 from amnesiac._io import OutputPathError, atomic_write_bytes, atomic_write_text, check_writable
+from amnesiac.continual import plot_continual, run_continual
 from amnesiac.data import Splits, list_datasets, load_dataset, parse_forget, retain_indices
 from amnesiac.errors import AmnesiacError, CheckpointError
 from amnesiac.ledger import (
@@ -255,15 +256,26 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def _method_parser(method: str) -> tuple[argparse.ArgumentParser, list[str]]:
     info = amnesiac.get_method(method)
-    p = argparse.ArgumentParser(add_help=False)
+    p = argparse.ArgumentParser(add_help=False, prog=f"{PROG} unlearn", exit_on_error=False)
     group = p.add_argument_group(f"settings of method {method!r}")
     names = add_dataclass_flags(group, info.config_cls)
     return p, names
 
 
+def _parse_method_flags(
+    parser: argparse.ArgumentParser, method: str, extra: list[str]
+) -> tuple[argparse.Namespace, list[str]]:
+    try:
+        return parser.parse_known_args(extra)
+    except argparse.ArgumentError as e:
+        raise CLIError(
+            f"{e}; see `amnesiac unlearn --method {method} --help` for the settings"
+        ) from None
+
+
 def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
     mparser, names = _method_parser(args.method)
-    margs, unknown = mparser.parse_known_args(extra)
+    margs, unknown = _parse_method_flags(mparser, args.method, extra)
     if unknown:
         raise CLIError(
             f"unrecognized arguments for method {args.method!r}: {' '.join(unknown)}; "
@@ -438,6 +450,135 @@ def _ledger_request(
     if not args.hash_indices:
         fields["forget_indices"] = indices
     return {"request_id": rid, "fields": fields}
+
+
+def cmd_continual(args: argparse.Namespace, extra: list[str]) -> int:
+    mparser, names = _method_parser(args.method)
+    margs, unknown = _parse_method_flags(mparser, args.method, extra)
+    if unknown:
+        raise CLIError(
+            f"unrecognized arguments for method {args.method!r}: {' '.join(unknown)}; "
+            f"see `amnesiac unlearn --method {args.method} --help`"
+        )
+    config = amnesiac.make_config(args.method, args.preset, **_given(margs, names))
+    if amnesiac.get_method(args.method).needs_retain:
+        raise CLIError(
+            f"continual runs forget-only methods; {args.method!r} needs the retained data"
+        )
+    if args.rounds < 1 or args.per_round < 1:
+        raise CLIError(
+            f"--rounds and --per-round must be >= 1, got {args.rounds}, {args.per_round}"
+        )
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file; give a folder")
+    check_writable(out / "ledger.jsonl") if out.is_dir() else check_writable(out)
+    data = load_dataset(args.dataset, args.data_dir, download=args.download)
+    ckpt, source = _load_model(args.model, data.name)
+    _check_fit(ckpt, data, source)
+    out.mkdir(exist_ok=True)
+    ledger = out / "ledger.jsonl"
+    entries = checked_entries(ledger)
+    in_path = pretrained_path(data.name) if args.model in (None, "shipped") else Path(args.model)
+    prev_sha = file_sha256(in_path)
+    start: list[tuple[torch.nn.Module, dict[str, Any]]] = []
+    for i, e in enumerate(entries):  # resume: rounds already recorded
+        path = out / f"round-{i + 1}.safetensors"
+        if e.get("input_sha256") != prev_sha or not path.is_file():
+            raise LedgerError(
+                f"{ledger} does not continue from {in_path} (round {i + 1}); use a new --out folder"
+            )
+        if file_sha256(path) != e["output_sha256"]:
+            raise LedgerError(f"{path} does not match {ledger}; use a new --out folder")
+        start.append((load_checkpoint(path).model, e["continual_row"]))
+        prev_sha = e["output_sha256"]
+    if start:
+        print(f"resuming after round {len(start)} of {args.rounds} ({ledger})")
+    print(
+        f"continual {args.method}: {args.rounds} rounds x {args.per_round} instances of "
+        f"{data.name} from {source}"
+    )
+
+    def on_round(r: int, model: torch.nn.Module, row: dict[str, Any]) -> None:
+        nonlocal prev_sha
+        path = out / f"round-{r}.safetensors"
+        meta = {**ckpt.meta, "unlearned": {"method": args.method, "round": r, "from": source}}
+        atomic_write_bytes(path, checkpoint_bytes(model, meta))
+        idx = row["forget_indices"]
+        entry = append_entry(
+            ledger,
+            {
+                "request_id": f"round-{r}",
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "dataset": data.name,
+                "method": args.method,
+                "preset": args.preset,
+                "settings": config.to_dict(),
+                "forget_count": len(idx),
+                "forget_sha256": indices_sha256(idx),
+                "forget_indices": idx,
+                "input_sha256": prev_sha,
+                "output_model": path.name,
+                "output_sha256": file_sha256(path),
+                "metrics": {"after": {"forget_acc": row["round_forget_acc"]}},
+                "continual_row": row,
+                "versions": _versions(),
+            },
+        )
+        prev_sha = entry["output_sha256"]
+        print(
+            f"round {r}: D_f {row['round_forget_acc']:.1f}%, all forgotten so far "
+            f"{row['all_forget_acc']:.1f}%, D_r {row['retain_acc']:.2f}%, "
+            f"D_test {row['test_acc']:.2f}% ({row['steps']} steps, {row['seconds']:.1f} s)",
+            flush=True,
+        )
+
+    rows = run_continual(
+        ckpt.model,
+        data,
+        rounds=args.rounds,
+        per_round=args.per_round,
+        method=args.method,
+        config=config,
+        seed=args.seed,
+        retain_eval_size=args.retain_eval_size,
+        progress=not args.no_progress,
+        on_round=on_round,
+        start=start,
+    )
+    before = amnesiac.evaluate(ckpt.model, test=(data.test_x, data.test_y))["test_acc"]
+    table = [
+        [
+            str(r["round"]),
+            _fmt(r["round_forget_acc"]),
+            _fmt(r["all_forget_acc"]),
+            _fmt(r["retain_acc"]),
+            _fmt(r["test_acc"]),
+            str(r["steps"]),
+        ]
+        for r in rows
+    ]
+    print(
+        _table(
+            table, ["round", "D_f (round) %", "D_f (all so far) %", "D_r %", "D_test %", "steps"]
+        )
+    )
+    print(f"D_test before the first round: {before:.2f}%")
+    summary = {
+        "method": args.method,
+        "settings": config.to_dict(),
+        "dataset": data.name,
+        "model": source,
+        "rounds": args.rounds,
+        "per_round": args.per_round,
+        "seed": args.seed,
+        "test_acc_before": before,
+        "rows": rows,
+    }
+    atomic_write_text(out / "continual.json", json.dumps(summary, indent=2))
+    plot_continual(rows, out / "continual.png", f"{args.method}, {args.per_round} per round")
+    print(f"wrote {out / 'continual.json'}, {out / 'continual.png'} and {ledger}")
+    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -684,6 +825,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     p = sub.add_parser(
+        "continual",
+        help="deletion requests in sequence, each from the previous model (with a ledger)",
+        description="Run the continual-unlearning scenario. Method settings are flags, as for "
+        "`amnesiac unlearn`. Resumes from the ledger in --out.",
+    )
+    p.add_argument("--model", default=None, help="checkpoint to start from (default: shipped)")
+    _add_data_flags(p)
+    p.add_argument("--rounds", type=int, default=5, help="number of requests (default 5)")
+    p.add_argument("--per-round", type=int, default=16, help="instances per request (default 16)")
+    p.add_argument("--method", default="l2ul", help="a forget-only method (default l2ul)")
+    p.add_argument("--preset", default=None, help="a named settings bundle, e.g. paper")
+    p.add_argument("--out", required=True, help="folder for round models, ledger, JSON and plot")
+    p.add_argument("--seed", type=int, default=0, help="seed of the instances drawn")
+    p.add_argument("--retain-eval-size", type=int, default=10000, help="D_r sample size (0: all)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    p = sub.add_parser(
         "verify", help="check a deletion ledger: hashes, chain, models, D_f accuracy"
     )
     p.add_argument("ledger", help="ledger file (JSON lines)")
@@ -783,7 +941,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
-        if args.command != "unlearn" and extra:
+        if args.command not in ("unlearn", "continual") and extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "methods":
             return cmd_methods(args)
@@ -795,6 +953,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_bench(args)
         if args.command == "audit":
             return cmd_audit(args)
+        if args.command == "continual":
+            return cmd_continual(args, extra)
         if args.command == "verify":
             return cmd_verify(args)
         return cmd_evaluate(args)

@@ -1,0 +1,133 @@
+"""Continual unlearning: deletion requests one after another, each from the previous model.
+
+The paper's continual scenario: round ``r`` forgets ``per_round`` new training instances starting
+from the model round ``r - 1`` produced. After every round we measure the accuracy on that
+round's forget set, on every instance forgotten so far (do earlier requests stay forgotten?),
+on a fixed sample of the data never requested (D_r) and on the test set.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+from amnesiac._io import atomic_write_bytes
+from amnesiac.api import evaluate, unlearn
+from amnesiac.data import Splits, parse_forget, retain_indices
+from amnesiac.methods.base import UnlearnConfig
+
+
+def round_indices(
+    train_y: torch.Tensor, rounds: int, per_round: int, seed: int
+) -> list[torch.Tensor]:
+    """Distinct random training indices for each round (seeded)."""
+    if rounds < 1 or per_round < 1:
+        raise ValueError(f"rounds and per_round must be >= 1, got {rounds} and {per_round}")
+    idx = parse_forget(f"random:{rounds * per_round}:{seed}", train_y)
+    return list(idx.split(per_round))
+
+
+def run_continual(
+    model: nn.Module,
+    data: Splits,
+    *,
+    rounds: int,
+    per_round: int,
+    method: str,
+    config: UnlearnConfig,
+    seed: int = 0,
+    retain_eval_size: int = 10000,
+    progress: bool = False,
+    on_round: Callable[[int, nn.Module, dict[str, Any]], None] | None = None,
+    start: list[tuple[nn.Module, dict[str, Any]]] | None = None,
+) -> list[dict[str, Any]]:
+    """Run ``rounds`` deletion requests in sequence; return one row of measurements per round.
+
+    Args:
+        model: The original model (not changed).
+        data: The dataset it was trained on.
+        rounds: Number of requests.
+        per_round: Instances forgotten per request.
+        method: Registry name of the method; it must not need the retained data.
+        config: The method's settings.
+        seed: Seed of the instances drawn and of the D_r sample.
+        retain_eval_size: D_r is measured on a seeded sample of this many instances that no
+            round requests (0: all of them).
+        progress: Show each round's progress bar.
+        on_round: Called after each round with ``(round, model, row)`` (e.g. to save the model).
+        start: Rounds already done, as ``(model, row)`` pairs, to resume after.
+    """
+    plan = round_indices(data.train_y, rounds, per_round, seed)
+    never = retain_indices(len(data.train_y), torch.cat(plan))
+    if 0 < retain_eval_size < len(never):
+        g = torch.Generator().manual_seed(seed)
+        never = never[torch.randperm(len(never), generator=g)[:retain_eval_size]].sort().values
+    retain = (data.train_x[never], data.train_y[never])
+    test = (data.test_x, data.test_y)
+    rows = [row for _, row in (start or [])]
+    current = start[-1][0] if start else model
+    for r in range(len(rows), rounds):
+        idx = plan[r]
+        so_far = torch.cat(plan[: r + 1])
+        result = unlearn(
+            current,
+            forget=(data.train_x[idx], data.train_y[idx]),
+            method=method,
+            progress=progress,
+            **{**config.to_dict(), "seed": config.seed + r},
+        )
+        current = result.model
+        acc = evaluate(
+            current, forget=(data.train_x[idx], data.train_y[idx]), retain=retain, test=test
+        )
+        acc_all = evaluate(current, forget=(data.train_x[so_far], data.train_y[so_far]))
+        row = {
+            "round": r + 1,
+            "forget_indices": idx.tolist(),
+            "round_forget_acc": acc["forget_acc"],
+            "all_forget_acc": acc_all["forget_acc"],
+            "retain_acc": acc["retain_acc"],
+            "test_acc": acc["test_acc"],
+            "forgotten": result.forgotten,
+            "steps": result.steps,
+            "seconds": result.seconds.get("total", 0.0),
+        }
+        rows.append(row)
+        if on_round is not None:
+            on_round(r + 1, current, row)
+    return rows
+
+
+def plot_continual(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> None:
+    """Per-round accuracies as a PNG, written atomically."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    xs = [r["round"] for r in rows]
+    for key, label in (
+        ("round_forget_acc", "this round's D_f"),
+        ("all_forget_acc", "all D_f so far"),
+        ("retain_acc", "D_r (sample)"),
+        ("test_acc", "D_test"),
+    ):
+        ax.plot(xs, [r[key] for r in rows], "o-", label=label)
+    ax.set_xlabel("round (deletion request)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_xticks(xs)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

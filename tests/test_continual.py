@@ -1,0 +1,50 @@
+"""Continual unlearning: rounds chained through the ledger, resumable, verified."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+import amnesiac
+from amnesiac.cli import main
+from amnesiac.continual import round_indices
+from amnesiac.ledger import read_ledger
+from amnesiac.models import model_meta
+
+
+def test_round_indices_are_distinct_and_prefix_stable() -> None:
+    y = torch.zeros(100, dtype=torch.long)
+    three = round_indices(y, 3, 5, seed=1)
+    assert len(torch.cat(three).unique()) == 15
+    assert all(
+        torch.equal(a, b) for a, b in zip(round_indices(y, 2, 5, seed=1), three[:2], strict=True)
+    )
+
+
+def test_cli_continual_chains_rounds_and_resumes(
+    tiny_model, digits, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    start = tmp_path / "m0.safetensors"
+    meta = model_meta("cnn", in_channels=1, num_classes=10, mean=digits.mean, std=digits.std,
+                      input_shape=[1, 8, 8], dataset="digits")  # fmt: skip
+    amnesiac.save_checkpoint(tiny_model, start, meta)
+    run = tmp_path / "run"
+    argv = ["continual", "--model", str(start), "--dataset", "digits", "--per-round", "4",
+            "--method", "neg_grad", "--out", str(run), "--retain-eval-size", "200",
+            "--no-progress", "--lr", "0.01"]  # fmt: skip
+    assert main([*argv, "--rounds", "2"]) == 0
+    entries = read_ledger(run / "ledger.jsonl")
+    assert [e["request_id"] for e in entries] == ["round-1", "round-2"]
+    assert entries[1]["input_sha256"] == entries[0]["output_sha256"]
+    summary = json.loads((run / "continual.json").read_text())
+    assert [r["round"] for r in summary["rows"]] == [1, 2]
+    assert summary["rows"][0]["round_forget_acc"] == 0.0
+    assert (run / "continual.png").stat().st_size > 1000
+    assert main(["verify", str(run / "ledger.jsonl")]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--rounds", "3"]) == 0  # resumes: only round 3 runs
+    out = capsys.readouterr().out
+    assert "resuming after round 2" in out and "round 1:" not in out and "round 3:" in out
+    assert len(read_ledger(run / "ledger.jsonl")) == 3
