@@ -42,6 +42,9 @@ CANDIDATES: dict[str, dict] = {
                                 "margin": 1.0, "heal_steps": 200, "bn_mode": "eval"},
     "ngr+margin+heal+lr1e-2": {"method": "neg_grad_retain", "forget_loss": "margin",
                                "margin": 1.0, "heal_steps": 200, "lr": 1e-2, "max_steps": 600},
+    "ngr+distill10+bn_eval": {"method": "neg_grad_retain", "forget_loss": "margin",
+                              "margin": 1.0, "heal_steps": 200, "lr": 1e-3, "bn_mode": "eval",
+                              "retain_loss": "distill", "retain_weight": 10.0, "max_steps": 600},
     "ngr+margin+heal+w10": {"method": "neg_grad_retain", "forget_loss": "margin", "margin": 1.0,
                             "heal_steps": 200, "retain_weight": 10.0},
 }

@@ -172,6 +172,24 @@ def plots(summary: list[dict[str, Any]], out_dir: Path, prefix: str) -> list[str
     return names
 
 
+def _completion(grid: Grid, rows: list[dict[str, Any]]) -> list[str]:
+    """A line saying how much of the grid the rows cover, and its elapsed time."""
+    done = {r["id"] for r in rows if r.get("status") == "ok"}
+    missing = [c for c in grid.cells if c.id not in done]
+    stamps = sorted(r["time"] for r in rows if "time" in r)
+    out = []
+    if missing:
+        out.append(
+            f"- **Incomplete: {len(grid.cells) - len(missing)} of {len(grid.cells)} cells "
+            f"done**; rerun the command above to resume (missing: "
+            + ", ".join(sorted({c.label for c in missing}))
+            + ")"
+        )
+    if stamps:
+        out.append(f"- First row {stamps[0]}, last row {stamps[-1]} (UTC)")
+    return out
+
+
 def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Path:
     """Write RESULTS.md (and the plots beside it) from ``rows``; return its path."""
     out_dir = grid.path.parent
@@ -198,6 +216,7 @@ def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Pat
         f"- Dataset: {grid.dataset}; model: {grid.model}; cells: {len(ok)} ok, "
         f"{len(failed)} failed",
         f"- Unlearning wall time summed over the grid: {total / 60:.1f} min",
+        *_completion(grid, rows),
         "- D_r accuracy is measured on "
         + (
             f"a seeded subset of {grid.retain_eval_size:,} retained instances per (k, seed)"
