@@ -32,6 +32,14 @@ CANDIDATES: dict[str, dict] = {
     "base+runner_up+lr1e-2": {**BASE, "forget_loss": "runner_up", "lr": 1e-2},
     "base+runner_up+reg10": {**BASE, "forget_loss": "runner_up", "reg_weight": 10.0},
     "base+runner_up+fixed": {**BASE, "forget_loss": "runner_up", "weighting": "fixed"},
+    # forget-set proxies (shifted, flipped and mixed forget images) distilled with weight 10
+    "proxy": {"lr": 1e-3, "bn_mode": "eval", "proxy_size": 4000, "n_adv": 0, "reg_weight": 0.0,
+              "max_steps": 400},
+    "proxy+adv": {"lr": 1e-3, "bn_mode": "eval", "proxy_size": 4000, "reg_weight": 0.0,
+                  "max_steps": 400},
+    "proxy+adv+mas": {"lr": 1e-3, "bn_mode": "eval", "proxy_size": 4000, "max_steps": 400},
+    "proxy+heal": {"lr": 1e-3, "bn_mode": "eval", "proxy_size": 4000, "n_adv": 0,
+                   "reg_weight": 0.0, "heal_steps": 150, "max_steps": 600},
     # neg_grad_retain (reads the retained data)
     "ngr": {"method": "neg_grad_retain"},
     "ngr+runner_up+heal": {"method": "neg_grad_retain", "forget_loss": "runner_up",

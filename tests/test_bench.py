@@ -61,6 +61,10 @@ def test_digits_grid_end_to_end(tmp_path: Path, capsys) -> None:
     text = (tmp_path / "DIGITS_RESULTS.md").read_text()
     assert "amnesiac bench" in text and "do not edit by hand" in text
     assert "## Membership inference" in text
+    assert "## Continual unlearning" in text and "| 3 |" in text
+    assert (tmp_path / "digits_continual_l2ul_seed0.png").stat().st_size > 1000
+    continual = next(r for r in rows if r["kind"] == "continual")
+    assert [x["round"] for x in continual["rounds"]] == [1, 2, 3]
     for s in summarize(rows):
         assert f"| {s['label']} | {s['k']} |" in text
     for png in ("digits_test_acc_vs_k.png", "digits_seconds.png", "digits_drop_vs_seconds.png"):

@@ -760,3 +760,28 @@ def test_penalty_rejects_mismatches() -> None:
     assert "'nope' is not a parameter" in message
     assert "'bias' is missing from reference" in message
     assert "reference['weight'] has shape (1, 3)" in message
+
+
+def test_forget_proxies_shapes_ranges_and_distance() -> None:
+    from amnesiac.ops import forget_proxies, shift_images
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 1, 12, 12, generator=g)
+    p = forget_proxies(x, 50, min_shift=2, max_shift=3, generator=torch.Generator().manual_seed(1))
+    assert p.shape == (50, 1, 12, 12)
+    assert p.min() >= 0 and p.max() <= 1
+    # no proxy equals a forget image
+    d = (p[:, None] - x[None]).flatten(2).abs().amax(2)
+    assert (d > 1e-6).all()
+    # deterministic given the generator
+    q = forget_proxies(x, 50, min_shift=2, max_shift=3, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(p, q)
+    assert forget_proxies(x, 0).shape == (0, 1, 12, 12)
+    assert forget_proxies(x[:1], 4, mix=True).shape == (4, 1, 12, 12)  # one image: shifts only
+    with pytest.raises(ValueError, match="min_shift"):
+        forget_proxies(x, 4, min_shift=3, max_shift=2)
+    # shifting moves pixels and fills with zeros
+    img = torch.zeros(1, 1, 4, 4)
+    img[0, 0, 1, 1] = 1.0
+    moved = shift_images(img, torch.tensor([1]), torch.tensor([-1]))
+    assert moved[0, 0, 2, 0] == 1.0 and moved.sum() == 1.0

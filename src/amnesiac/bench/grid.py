@@ -27,24 +27,25 @@ class Cell:
     model: str
     kind: str = "unlearn"
     section: str = "main"
+    rounds: int = 0  # continual cells: requests in sequence, k instances each
 
     @property
     def id(self) -> str:
-        key = json.dumps(
-            [
-                self.kind,
-                self.label,
-                self.method,
-                self.preset,
-                self.settings,
-                self.k,
-                self.seed,
-                self.dataset,
-                self.model,
-                self.section,
-            ],
-            sort_keys=True,
-        )
+        fields: list[Any] = [
+            self.kind,
+            self.label,
+            self.method,
+            self.preset,
+            self.settings,
+            self.k,
+            self.seed,
+            self.dataset,
+            self.model,
+            self.section,
+        ]
+        if self.kind == "continual":
+            fields.append(self.rounds)
+        key = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -119,6 +120,30 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
                         section=str(entry.get("section", "main")),
                     )
                 )
+    for i, entry in enumerate(spec.get("continual", []) or []):
+        if not isinstance(entry, dict) or not {"method", "rounds", "per_round"} <= set(entry):
+            problems.append(f"continual[{i}] needs 'method', 'rounds' and 'per_round' keys")
+            continue
+        unknown = set(entry) - {"method", "label", "preset", "settings", "rounds", "per_round",
+                                "seeds"}  # fmt: skip
+        if unknown:
+            problems.append(f"continual[{i}] has unknown keys {sorted(unknown)}")
+        for seed in list(entry.get("seeds", [0]) or []):
+            cells.append(
+                Cell(
+                    str(entry.get("label", entry["method"])),
+                    str(entry["method"]),
+                    entry.get("preset"),
+                    dict(entry.get("settings", {}) or {}),
+                    int(entry["per_round"]),
+                    int(seed),
+                    dataset,
+                    model,
+                    kind="continual",
+                    section="continual",
+                    rounds=int(entry["rounds"]),
+                )
+            )
     if problems:
         raise InvalidSettingsError(f"grid file {path}: " + "; ".join(problems))
     size = 0 if full_retain else int(spec.get("retain_eval_size", 10000))

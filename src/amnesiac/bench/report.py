@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 from amnesiac._io import atomic_write_text
 from amnesiac.bench.grid import Grid
 from amnesiac.bench.runner import cpu_name
+from amnesiac.continual import plot_continual
 
 
 def _ms(values: list[float], digits: int = 1) -> str:
@@ -172,6 +173,10 @@ def plots(summary: list[dict[str, Any]], out_dir: Path, prefix: str) -> list[str
     return names
 
 
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text).strip("_")
+
+
 def _completion(grid: Grid, rows: list[dict[str, Any]]) -> list[str]:
     """A line saying how much of the grid the rows cover, and its elapsed time."""
     done = {r["id"] for r in rows if r.get("status") == "ok"}
@@ -275,6 +280,33 @@ def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Pat
     ablation = summarize(rows, "ablation")
     if ablation:
         lines += ["## Ablation (each change on its own)", "", *_table(ablation), ""]
+    continual = [r for r in ok if r.get("kind") == "continual"]
+    if continual:
+        lines += [
+            "## Continual unlearning",
+            "",
+            "Requests in sequence, each from the previous round's model (`run_continual`). "
+            "D_r is a seeded sample of instances no round requests.",
+            "",
+        ]
+        for r in continual:
+            name = f"{prefix}_continual_{_slug(r['label'])}_seed{r['seed']}.png"
+            plot_continual(r["rounds"], out_dir / name, f"{r['label']}, {r['k']} per round")
+            lines += [
+                f"**{r['label']}**, {r['k']} instances per round, seed {r['seed']} "
+                f"(D_test before: {r['before_test_acc']:.2f}%; {r['seconds']['wall']:.0f} s):",
+                "",
+                "| round | D_f of the round | all D_f so far | D_r | D_test | steps |",
+                "|---|---|---|---|---|---|",
+                *[
+                    f"| {x['round']} | {x['round_forget_acc']:.1f} | {x['all_forget_acc']:.1f} | "
+                    f"{x['retain_acc']:.2f} | {x['test_acc']:.2f} | {x['steps']} |"
+                    for x in r["rounds"]
+                ],
+                "",
+                f"![{name}]({name})",
+                "",
+            ]
     if failed:
         lines += ["## Failed cells", ""]
         lines += [f"- {r['label']} k={r['k']} seed={r['seed']}: {r['error']}" for r in failed]

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 import amnesiac
 from amnesiac.bench.grid import Cell, Grid
 from amnesiac.bench.speed import measure_speed
+from amnesiac.continual import run_continual
 
 
 def cpu_name() -> str:
@@ -127,6 +128,31 @@ def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
     try:
         if cell.kind == "speed":
             row.update(status="ok", **measure_speed(ctx.model, ctx.data.train_x))
+            return row
+        if cell.kind == "continual":
+            config = amnesiac.make_config(
+                cell.method, cell.preset, **{"seed": cell.seed, **cell.settings}
+            )
+            t0 = time.perf_counter()
+            rounds = run_continual(
+                ctx.model,
+                ctx.data,
+                rounds=cell.rounds,
+                per_round=cell.k,
+                method=cell.method,
+                config=config,
+                seed=cell.seed,
+                retain_eval_size=ctx.grid.retain_eval_size,
+            )
+            test = (ctx.data.test_x, ctx.data.test_y)
+            row.update(
+                status="ok",
+                settings=config.to_dict(),
+                settings_hash=sha256_json(config.to_dict()),
+                rounds=rounds,
+                before_test_acc=amnesiac.evaluate(ctx.model, test=test)["test_acc"],
+                seconds={"wall": time.perf_counter() - t0},
+            )
             return row
         forget, f, retain, r_ev, n_ev = ctx.sets(cell.k, cell.seed)
         before = ctx.before(cell.k, cell.seed, f, r_ev)

@@ -114,7 +114,11 @@ def parse_forget(
             return _random_spec(text, labels, name)
         if kind == "class":
             return _class_spec(text, labels, name)
-        values, problems = _from_file(Path(text).expanduser(), name, text)
+        try:
+            path = Path(text).expanduser()
+        except RuntimeError:  # "~user" for a user that does not exist
+            path = Path(text)
+        values, problems = _from_file(path, name, text)
     elif isinstance(spec, (Sequence, range)) and not isinstance(spec, (bytes, bytearray)):
         source = f"(sequence of {len(spec)} values)"
         values, problems = _from_sequence(spec)

@@ -2,16 +2,20 @@
 
 * :mod:`amnesiac.ops.pgd`: L2 PGD adversarial examples and attack targets.
 * :mod:`amnesiac.ops.importance`: MAS parameter importance and the weighted quadratic penalty.
+* :mod:`amnesiac.ops.proxy`: proxy inputs made from the forget set (shifts, flips, mixtures).
 """
 
 from amnesiac.ops.importance import importance_penalty, mas_importance, normalize_importance
 from amnesiac.ops.pgd import paper_targets, pgd_l2, random_targets
+from amnesiac.ops.proxy import forget_proxies, shift_images
 
 __all__ = [
+    "forget_proxies",
     "importance_penalty",
     "mas_importance",
     "normalize_importance",
     "paper_targets",
     "pgd_l2",
     "random_targets",
+    "shift_images",
 ]
