@@ -262,27 +262,25 @@ def _method_parser(method: str) -> tuple[argparse.ArgumentParser, list[str]]:
     return p, names
 
 
-def _parse_method_flags(
-    parser: argparse.ArgumentParser, method: str, extra: list[str]
-) -> tuple[argparse.Namespace, list[str]]:
+def _method_config(args: argparse.Namespace, extra: list[str]) -> amnesiac.UnlearnConfig:
+    """The settings of ``args.method`` from ``args.preset`` and the method flags in ``extra``."""
+    parser, names = _method_parser(args.method)
     try:
-        return parser.parse_known_args(extra)
+        margs, unknown = parser.parse_known_args(extra)
     except argparse.ArgumentError as e:
         raise CLIError(
-            f"{e}; see `amnesiac unlearn --method {method} --help` for the settings"
+            f"{e}; see `amnesiac unlearn --method {args.method} --help` for the settings"
         ) from None
-
-
-def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
-    mparser, names = _method_parser(args.method)
-    margs, unknown = _parse_method_flags(mparser, args.method, extra)
     if unknown:
         raise CLIError(
             f"unrecognized arguments for method {args.method!r}: {' '.join(unknown)}; "
             f"see `amnesiac unlearn --method {args.method} --help`"
         )
-    settings = _given(margs, names)
-    config = amnesiac.make_config(args.method, args.preset, **settings)
+    return amnesiac.make_config(args.method, args.preset, **_given(margs, names))
+
+
+def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
+    config = _method_config(args, extra)
     outs = [check_writable(p) for p in (args.out, args.report, args.forget_out) if p]
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
     ckpt, source = _load_model(args.model, data.name)
@@ -453,14 +451,7 @@ def _ledger_request(
 
 
 def cmd_continual(args: argparse.Namespace, extra: list[str]) -> int:
-    mparser, names = _method_parser(args.method)
-    margs, unknown = _parse_method_flags(mparser, args.method, extra)
-    if unknown:
-        raise CLIError(
-            f"unrecognized arguments for method {args.method!r}: {' '.join(unknown)}; "
-            f"see `amnesiac unlearn --method {args.method} --help`"
-        )
-    config = amnesiac.make_config(args.method, args.preset, **_given(margs, names))
+    config = _method_config(args, extra)
     if amnesiac.get_method(args.method).needs_retain:
         raise CLIError(
             f"continual runs forget-only methods; {args.method!r} needs the retained data"

@@ -170,6 +170,12 @@ PROXY_PRESET: dict[str, Any] = {
 }
 
 
+@torch.no_grad()
+def _outputs(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
+    """``model``'s logits on ``x`` in batches, without gradients."""
+    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
 @register
 class L2UL(Unlearner):
     """Learning to Unlearn: adversarial examples and weight importance (the full method).
@@ -232,13 +238,7 @@ class L2UL(Unlearner):
                     batch_size=c.pgd_batch_size,
                 )
                 if c.adv_loss == "distill":
-                    with torch.no_grad():
-                        self.adv_probs = torch.cat(
-                            [
-                                original(self.adv_x[i : i + c.pgd_batch_size]).softmax(1)
-                                for i in range(0, len(self.adv_x), c.pgd_batch_size)
-                            ]
-                        )
+                    self.adv_probs = _outputs(original, self.adv_x, c.pgd_batch_size).softmax(1)
         if c.proxy_size > 0:
             with self.phase("proxy"):
                 self.proxy_x = forget_proxies(
@@ -250,13 +250,8 @@ class L2UL(Unlearner):
                     mix=c.proxy_mix,
                     generator=self.generator,
                 )
-                with torch.no_grad():
-                    self.proxy_logp = torch.cat(
-                        [
-                            original(self.proxy_x[i : i + c.pgd_batch_size]).log_softmax(1)
-                            for i in range(0, len(self.proxy_x), c.pgd_batch_size)
-                        ]
-                    )
+                logits = _outputs(original, self.proxy_x, c.pgd_batch_size)
+                self.proxy_logp = logits.log_softmax(1)
         if c.reg_weight > 0:
             with self.phase("importance"):
                 omega = mas_importance(
