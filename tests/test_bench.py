@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from amnesiac.bench import load_grid, read_rows, summarize
+from amnesiac.bench import current_rows, load_grid, read_rows, run_grid, summarize
 from amnesiac.cli import main
 
 GRID = Path(__file__).parents[1] / "benchmarks" / "digits.yaml"
@@ -89,3 +89,44 @@ def test_failed_cell_is_recorded_and_grid_goes_on(tmp_path: Path) -> None:
         f.write('{"id": "torn", "sta')
     assert len(read_rows(tmp_path / "results.jsonl")) == 2
     json.dumps(rows)
+
+
+def test_parallel_workers_and_stale_rows_rerun(tmp_path: Path) -> None:
+    grid_file = tmp_path / "g.yaml"
+    grid_file.write_text(
+        "name: g\ndataset: digits\nks: [4]\nseeds: [0, 1]\nspeed: false\nworkers: 2\n"
+        "methods:\n  - {method: neg_grad, settings: {max_steps: 3}}\n"
+    )
+    grid = load_grid(grid_file)
+    assert grid.workers == 2
+    rows = run_grid(grid, progress=False)
+    assert sorted(r["seed"] for r in rows) == [0, 1]
+    assert all(r["status"] == "ok" and r["workers"] == 2 and r["threads"] >= 1 for r in rows)
+    # same cells run one at a time give the same models (a worker changes only the speed)
+    serial = run_grid(grid, results=tmp_path / "serial.jsonl", progress=False, workers=1)
+    by_seed = {r["seed"]: r for r in serial}
+    for r in rows:
+        assert r["after_test_acc"] == by_seed[r["seed"]]["after_test_acc"]
+    results = tmp_path / "results.jsonl"
+    # a row from before a setting existed is current while that setting is at its default
+    older = [{**r, "settings": {k: v for k, v in r["settings"].items() if k != "shrink_steps"}}
+             for r in rows]  # fmt: skip
+    results.write_text("".join(json.dumps(r) + "\n" for r in older))
+    assert len(current_rows(grid, results)) == 2
+    # a row run with other settings (say, older defaults) is stale: left out and rerun
+    stale = [{**r, "settings": {**r["settings"], "lr": 0.5}, "after_test_acc": -1.0} for r in rows]
+    results.write_text("".join(json.dumps(r) + "\n" for r in stale))
+    assert current_rows(grid, results) == []
+    again = run_grid(grid, progress=False)
+    assert len(again) == 2 and all(r["after_test_acc"] >= 0 for r in again)
+    assert len(read_rows(results)) == 4
+
+
+def test_bench_workers_must_be_positive(tmp_path: Path, capsys) -> None:
+    assert main(["bench", str(GRID), "--workers", "0", "--results", str(tmp_path / "r")]) == 2
+    assert "--workers must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    bad = tmp_path / "w.yaml"
+    bad.write_text("dataset: digits\nks: [4]\nseeds: [0]\nworkers: 0\nmethods: [neg_grad]\n")
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        load_grid(bad)

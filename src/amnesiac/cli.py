@@ -27,7 +27,7 @@ import amnesiac
 from amnesiac._io import OutputPathError, atomic_write_bytes, atomic_write_text, check_writable
 from amnesiac.continual import plot_continual, run_continual
 from amnesiac.data import Splits, list_datasets, load_dataset, parse_forget, retain_indices
-from amnesiac.errors import AmnesiacError, CheckpointError
+from amnesiac.errors import AmnesiacError, CheckpointError, InvalidSettingsError
 from amnesiac.ledger import (
     LedgerError,
     append_entry,
@@ -717,8 +717,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from amnesiac.bench import load_grid, read_rows, run_grid, write_report
+    from amnesiac.bench import current_rows, load_grid, run_grid, write_report
 
+    if args.workers is not None and args.workers < 1:
+        raise InvalidSettingsError(f"--workers must be >= 1, got {args.workers}")
     grid = load_grid(args.grid, full_retain=args.full_retain)
     results = Path(args.results) if args.results else grid.path.parent / grid.results
     check_writable(results)
@@ -735,10 +737,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
                     f"  D_test {row['after_test_acc']:6.2f}  {row['seconds']['wall']:7.1f} s"
                 )
 
-        rows = run_grid(grid, results=results, progress=not args.no_progress, on_row=show)
+        rows = run_grid(
+            grid,
+            results=results,
+            progress=not args.no_progress,
+            on_row=show,
+            workers=args.workers,
+        )
         print(f"{len(rows)} rows in {results} ({time.perf_counter() - t0:.0f} s this run)")
     else:
-        rows = [r for r in read_rows(results) if r.get("id") in {c.id for c in grid.cells}]
+        rows = current_rows(grid, results)
         command = f"amnesiac bench {args.grid}" + (" --full-retain" if args.full_retain else "")
         path = write_report(grid, rows, command=command)
         print(f"wrote {path}")
@@ -899,6 +907,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--full-retain",
         action="store_true",
         help="measure D_r on all retained instances instead of a 10,000 subset",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="cells run at once, each in its own process with an equal share of the torch "
+        "threads (default: the grid's 'workers', else 1)",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser

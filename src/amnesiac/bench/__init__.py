@@ -2,6 +2,15 @@
 
 from amnesiac.bench.grid import Cell, Grid, load_grid
 from amnesiac.bench.report import summarize, write_report
-from amnesiac.bench.runner import read_rows, run_grid
+from amnesiac.bench.runner import current_rows, read_rows, run_grid
 
-__all__ = ["Cell", "Grid", "load_grid", "read_rows", "run_grid", "summarize", "write_report"]
+__all__ = [
+    "Cell",
+    "Grid",
+    "current_rows",
+    "load_grid",
+    "read_rows",
+    "run_grid",
+    "summarize",
+    "write_report",
+]

@@ -61,6 +61,8 @@ class Grid:
         cells: The expanded runs, in order.
         results: Where rows go (relative to the grid file).
         report: Where RESULTS.md goes (relative to the grid file).
+        workers: Cells run at once, each in its own process with an equal share of the torch
+            threads (the speed cell always runs alone first).
     """
 
     name: str
@@ -71,6 +73,7 @@ class Grid:
     results: str = "results.jsonl"
     report: str = "RESULTS.md"
     path: Path = Path(".")
+    workers: int = 1
 
 
 def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
@@ -146,6 +149,11 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
             )
     if problems:
         raise InvalidSettingsError(f"grid file {path}: " + "; ".join(problems))
+    workers = spec.get("workers", 1)
+    if not isinstance(workers, int) or workers < 1:
+        problems.append(f"workers must be an integer >= 1, got {workers!r}")
+    if problems:
+        raise InvalidSettingsError(f"grid file {path}: " + "; ".join(problems))
     size = 0 if full_retain else int(spec.get("retain_eval_size", 10000))
     return Grid(
         name=str(spec.get("name", path.stem)),
@@ -156,4 +164,5 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
         results=str(spec.get("results", "results.jsonl")),
         report=str(spec.get("report", "RESULTS.md")),
         path=path,
+        workers=workers,
     )

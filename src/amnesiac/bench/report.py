@@ -173,6 +173,21 @@ def plots(summary: list[dict[str, Any]], out_dir: Path, prefix: str) -> list[str
     return names
 
 
+def _workers_line(rows: list[dict[str, Any]]) -> str:
+    """How the cells shared the machine (cells at once, torch threads each)."""
+    cells = [r for r in rows if r.get("kind") != "speed"]
+    workers = sorted({int(r.get("workers", 1)) for r in cells}) or [1]
+    threads = sorted({int(r["threads"]) for r in cells if "threads" in r})
+    speed = [r for r in rows if r.get("kind") == "speed"]
+    text = (
+        f"cells ran {'/'.join(map(str, workers))} at a time with "
+        f"{'/'.join(map(str, threads)) or '?'} torch thread(s) each"
+    )
+    if speed:
+        text += f"; the speed cell ran alone with {speed[-1].get('threads', '?')} threads"
+    return text
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text).strip("_")
 
@@ -217,7 +232,7 @@ def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Pat
         "",
         f"- Generated: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- Machine: {env.get('cpu', cpu_name())}, {env.get('cores', '?')} cores, "
-        f"{env.get('threads', '?')} torch threads, torch {env.get('torch', '?')}",
+        f"torch {env.get('torch', '?')}; " + _workers_line(ok),
         f"- Dataset: {grid.dataset}; model: {grid.model}; cells: {len(ok)} ok, "
         f"{len(failed)} failed",
         f"- Unlearning wall time summed over the grid: {total / 60:.1f} min",

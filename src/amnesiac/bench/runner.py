@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import multiprocessing
 import os
 import platform
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +111,44 @@ class _Context:
         return self._before[(k, seed)]
 
 
+def cell_config(cell: Cell) -> amnesiac.UnlearnConfig:
+    """The resolved settings of an unlearning or continual cell."""
+    return amnesiac.make_config(cell.method, cell.preset, **{"seed": cell.seed, **cell.settings})
+
+
+def cell_settings(cell: Cell) -> dict[str, Any] | None:
+    """The cell's resolved settings (``None`` for the speed cell, or a cell whose settings do
+    not resolve: it runs and is recorded as failed)."""
+    if cell.kind == "speed":
+        return None
+    try:
+        config = cell_config(cell)
+    except Exception:
+        return None
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    return {"values": json.loads(json.dumps(config.to_dict())), "defaults": defaults}
+
+
+def ran_with(row: dict[str, Any], settings: dict[str, Any] | None, kind: str) -> bool:
+    """Whether ``row`` ran with ``settings`` (from :func:`cell_settings`).
+
+    Every setting the row recorded must equal today's; a setting the row does not know (added to
+    a method after it ran) must be at its default, which by convention keeps the old behaviour.
+    So changing a method's defaults or presets reruns exactly the cells it affects.
+    """
+    if kind == "speed":
+        return True
+    recorded = row.get("settings")
+    if settings is None or not isinstance(recorded, dict):
+        return False
+    values, defaults = settings["values"], settings["defaults"]
+    if not set(recorded) <= set(values):
+        return False
+    return all(
+        recorded[k] == v if k in recorded else v == defaults.get(k) for k, v in values.items()
+    )
+
+
 def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
     """Run one cell and return its row (never raises for a failed method)."""
     row: dict[str, Any] = {
@@ -130,9 +171,7 @@ def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
             row.update(status="ok", **measure_speed(ctx.model, ctx.data.train_x))
             return row
         if cell.kind == "continual":
-            config = amnesiac.make_config(
-                cell.method, cell.preset, **{"seed": cell.seed, **cell.settings}
-            )
+            config = cell_config(cell)
             t0 = time.perf_counter()
             rounds = run_continual(
                 ctx.model,
@@ -157,9 +196,7 @@ def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
         forget, f, retain, r_ev, n_ev = ctx.sets(cell.k, cell.seed)
         before = ctx.before(cell.k, cell.seed, f, r_ev)
         info = amnesiac.get_method(cell.method)
-        config = amnesiac.make_config(
-            cell.method, cell.preset, **{"seed": cell.seed, **cell.settings}
-        )
+        config = cell_config(cell)
         row.update(
             settings=config.to_dict(),
             settings_hash=sha256_json(config.to_dict()),
@@ -206,23 +243,90 @@ def run_grid(
     results: Path | None = None,
     progress: bool = True,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    workers: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every cell of ``grid`` not already in ``results``; return all rows of the grid."""
+    """Run every cell of ``grid`` not already in ``results``; return all rows of the grid.
+
+    ``workers`` (default: the grid's) cells run at once, each in a process of its own with
+    ``threads // workers`` torch threads; rows are appended as cells finish. The speed cell
+    measures throughput, so it always runs first and alone.
+    """
     results = results or grid.path.parent / grid.results
-    done = {r["id"] for r in read_rows(results) if r.get("status") == "ok"}
+    workers = grid.workers if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    # a row counts as done only if it ran with the settings the cell resolves to today
+    current = {c.id: (c, cell_settings(c)) for c in grid.cells}
+    done = {
+        r["id"]
+        for r in read_rows(results)
+        if r.get("status") == "ok"
+        and r.get("id") in current
+        and ran_with(r, current[r["id"]][1], current[r["id"]][0].kind)
+    }
     todo = [c for c in grid.cells if c.id not in done]
     if todo:
+        bar = tqdm(total=len(todo), disable=not progress, desc=f"bench {grid.name}", unit="cell")
+        try:
+            for row in _rows(grid, todo, workers):
+                row["workers"] = workers
+                append_row(results, row)
+                bar.set_postfix_str(f"{row['label']} k={row['k']} seed={row['seed']}")
+                bar.update()
+                if on_row is not None:
+                    on_row(row)
+        finally:
+            bar.close()
+    return current_rows(grid, results)
+
+
+def _rows(grid: Grid, todo: list[Cell], workers: int) -> Iterator[dict[str, Any]]:
+    """Run ``todo`` and yield each cell's row as it finishes."""
+    speed = [c for c in todo if c.kind == "speed"]
+    rest = [c for c in todo if c.kind != "speed"]
+    if workers == 1 or len(rest) < 2:
         ctx = _Context(grid)
-        bar = tqdm(todo, disable=not progress, desc=f"bench {grid.name}", unit="cell")
-        for cell in bar:
-            bar.set_postfix_str(f"{cell.label} k={cell.k} seed={cell.seed}")
-            row = run_cell(ctx, cell)
-            append_row(results, row)
-            if on_row is not None:
-                on_row(row)
-    ids = {c.id for c in grid.cells}
+        for cell in todo:
+            yield run_cell(ctx, cell)
+        return
+    if speed:
+        ctx = _Context(grid)
+        for cell in speed:
+            yield run_cell(ctx, cell)
+        del ctx
+    threads = max(1, torch.get_num_threads() // workers)
+    # spawn, not fork: a forked child of a process that already ran OpenMP threads can hang
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        workers, mp_context=spawn, initializer=_init_worker, initargs=(grid, threads)
+    ) as pool:
+        futures = [pool.submit(_run_in_worker, cell) for cell in rest]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+_WORKER_CONTEXT: _Context | None = None
+
+
+def _init_worker(grid: Grid, threads: int) -> None:
+    global _WORKER_CONTEXT
+    torch.set_num_threads(threads)
+    _WORKER_CONTEXT = _Context(grid)
+
+
+def _run_in_worker(cell: Cell) -> dict[str, Any]:
+    assert _WORKER_CONTEXT is not None, "_init_worker did not run"
+    return run_cell(_WORKER_CONTEXT, cell)
+
+
+def current_rows(grid: Grid, results: Path) -> list[dict[str, Any]]:
+    """The latest row of each cell of ``grid`` in ``results`` that ran with the settings the
+    cell resolves to today (rows of older defaults are left out)."""
+    current = {c.id: (c, cell_settings(c)) for c in grid.cells}
     latest: dict[str, dict[str, Any]] = {}
     for r in read_rows(results):
-        if r.get("id") in ids:
-            latest[r["id"]] = r
+        if r.get("id") in current:
+            cell, settings = current[r["id"]]
+            if ran_with(r, settings, cell.kind):
+                latest[r["id"]] = r
     return list(latest.values())
