@@ -20,6 +20,9 @@ import amnesiac
 # the paper's optimizer and BatchNorm handling, with l2ul's cheaper attack (20 steps of 0.25)
 BASE = {"preset": "paper", "pgd_step": 0.25, "pgd_steps": 20, "target_rule": "uniform", "max_steps": 400,
         "importance_bn_mode": "eval"}
+P = {"lr": 1e-3, "bn_mode": "eval", "forget_loss": "margin", "margin": 1.0, "proxy_size": 4000,
+     "proxy_weight": 10.0, "heal_steps": 150, "n_adv": 0, "reg_weight": 0.0, "max_steps": 600,
+     "shrink_steps": 0}
 CANDIDATES: dict[str, dict] = {
     "paper": {"preset": "paper"},
     "base": BASE,
@@ -40,6 +43,27 @@ CANDIDATES: dict[str, dict] = {
     "proxy+adv+mas": {"lr": 1e-3, "bn_mode": "eval", "proxy_size": 4000, "max_steps": 400},
     "proxy+heal": {"lr": 1e-3, "bn_mode": "eval", "proxy_size": 4000, "n_adv": 0,
                    "reg_weight": 0.0, "heal_steps": 150, "max_steps": 600},
+    # session 3: "P" (the former proxy preset: proxies + heal steps, no adversarial examples, no
+    # MAS) with one change each, k=32 seed 100; "P+mas+shrink" became l2ul's default
+    "P": P,
+    "P+pb256": {**P, "proxy_batch_size": 256},
+    "P+lr5e-4+heal300": {**P, "lr": 5e-4, "heal_steps": 300, "max_steps": 1000},
+    "P+adv_distill": {**P, "n_adv": 10, "adv_loss": "distill"},
+    "P+mas": {**P, "reg_weight": 1.0},
+    "P+adv_distill+mas": {**P, "n_adv": 10, "adv_loss": "distill",
+                          "reg_weight": 1.0},
+    "P+w30": {**P, "proxy_weight": 30.0},
+    "P+shift2-6": {**P, "proxy_min_shift": 2, "proxy_max_shift": 6},
+    "P+mse": {**P, "proxy_loss": "logit_mse"},
+    "P+mse+w1": {**P, "proxy_loss": "logit_mse", "proxy_weight": 1.0},
+    "P+shrink": {**P, "shrink_steps": 10},
+    "P+mse+shrink": {**P, "proxy_loss": "logit_mse", "shrink_steps": 10},
+    "P+mas10": {**P, "reg_weight": 10.0},
+    "P+mas100": {**P, "reg_weight": 100.0},
+    "P+mas10+shrink": {**P, "reg_weight": 10.0, "shrink_steps": 10},
+    "P+mas+m0.2": {**P, "reg_weight": 1.0, "margin": 0.2},
+    "P+mas+heal300": {**P, "reg_weight": 1.0, "heal_steps": 300, "max_steps": 800},
+    "P+mas+shrink": {**P, "reg_weight": 1.0, "shrink_steps": 10},
     # neg_grad_retain (reads the retained data)
     "ngr": {"method": "neg_grad_retain"},
     "ngr+runner_up+heal": {"method": "neg_grad_retain", "forget_loss": "runner_up",
@@ -86,7 +110,7 @@ def main() -> None:
             m = amnesiac.evaluate(r.model, forget=f, retain=v)
             row = {"name": name, "k": k, "seed": seed, "forget_acc": m["forget_acc"],
                    "val_acc": m["retain_acc"], "val_drop": base["retain_acc"] - m["retain_acc"],
-                   "steps": r.steps, "stopped_by": r.stopped_by,
+                   "steps": r.steps, "stopped_by": r.stopped_by, "alpha": r.update_fraction,
                    "seconds": round(time.perf_counter() - t0, 1)}
             print(json.dumps(row), flush=True)
 

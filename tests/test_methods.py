@@ -27,6 +27,8 @@ def fast(method: str, **extra: Any) -> dict[str, Any]:
         s.update(max_steps=4)
     if fields.get("n_adv"):
         s.update(n_adv=2, pgd_steps=3)
+    if fields.get("proxy_size"):
+        s.update(proxy_size=64, proxy_batch_size=16)
     if "retain_batch_size" in fields:
         s.update(retain_batch_size=32)
     s.update(extra)
@@ -110,13 +112,14 @@ def test_zero_steps_returns_same_weights(method: str, tiny_model, forget8, digit
 
 
 def test_mas_off_equals_adversarial_only(tiny_model, forget8, digits) -> None:
-    a = run("l2ul", tiny_model, forget8, digits, reg_weight=0.0).model.state_dict()
+    a = run("l2ul", tiny_model, forget8, digits, reg_weight=0.0, n_adv=2, pgd_steps=3, proxy_size=0)
+    a = a.model.state_dict()
     b = run("l2ul_adv", tiny_model, forget8, digits).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_no_adversarial_examples_equals_importance_only(tiny_model, forget8, digits) -> None:
-    a = run("l2ul", tiny_model, forget8, digits, n_adv=0).model.state_dict()
+    a = run("l2ul", tiny_model, forget8, digits, proxy_size=0).model.state_dict()
     b = run("l2ul_imp", tiny_model, forget8, digits).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -153,10 +156,9 @@ def test_l2ul_family_relabel_objective(method: str, tiny_model, forget8) -> None
         forget=forget8,
         method=method,
         objective="relabel",
-        n_adv=2,
-        pgd_steps=5,
         lr=1e-3,
         max_steps=1000,
+        **({"n_adv": 2, "pgd_steps": 5} if method == "l2ul_adv" else {}),
     )
     assert result.forgotten
     assert result.history[-1]["target_acc"] == 100.0
@@ -269,3 +271,12 @@ def test_heal_steps_continue_past_the_first_forgotten_step(tiny_model, forget8) 
     assert plain.stopped_by == healed.stopped_by == "forgotten"
     assert healed.steps >= plain.steps + 5
     assert healed.forgotten
+
+
+@pytest.mark.parametrize("name", ["l2ul", "l2ul_adv", "l2ul_imp"])
+def test_paper_preset_pins_every_setting(name: str) -> None:
+    """A change of the defaults must never change what ``preset="paper"`` runs."""
+    info = amnesiac.get_method(name)
+    free = {"seed", "objective", "eval_batch_size", "pgd_batch_size"}  # user's, or speed only
+    pinned = set(info.cls.presets["paper"])
+    assert {f.name for f in dataclasses.fields(info.config_cls)} - pinned == free

@@ -785,3 +785,25 @@ def test_forget_proxies_shapes_ranges_and_distance() -> None:
     img[0, 0, 1, 1] = 1.0
     moved = shift_images(img, torch.tensor([1]), torch.tensor([-1]))
     assert moved[0, 0, 2, 0] == 1.0 and moved.sum() == 1.0
+
+
+def test_shrink_update_finds_the_smallest_fraction_that_still_forgets() -> None:
+    from amnesiac.ops import shrink_update
+
+    original, model = nn.Linear(1, 2, bias=False), nn.Linear(1, 2, bias=False)
+    with torch.no_grad():
+        original.weight.copy_(torch.tensor([[1.0], [0.0]]))  # x=1 -> class 0
+        model.weight.copy_(torch.tensor([[-3.0], [0.0]]))  # x=1 -> class 1
+    x = torch.ones(1, 1)
+
+    def forgotten(m: nn.Module) -> bool:  # class 0 logit 1 - 4a is below 0 iff a > 1/4
+        return bool(m(x).argmax(1).item() == 1)
+
+    out, a = shrink_update(original, model, forgotten, steps=12)
+    assert 0.25 < a <= 0.25 + 2**-12
+    assert forgotten(out)
+    assert torch.allclose(out.weight, torch.tensor([[1 - 4 * a], [0.0]]))
+    assert model.weight[0, 0].item() == -3.0 and original.weight[0, 0].item() == 1.0
+    assert shrink_update(original, model, forgotten, steps=0)[1] == 1.0
+    with pytest.raises(ValueError, match="does not hold"):
+        shrink_update(original, original, forgotten)

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from amnesiac._names import suggest
 from amnesiac.errors import DivergenceError, InvalidSettingsError, UnknownNameError
+from amnesiac.ops.shrink import shrink_update
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ class UnlearnConfig:
             objective, so the preservation terms can repair the rest; the run ends only at a
             step where the objective holds.
         eval_batch_size: Batch size of the per-step forget-set check.
+        shrink_steps: When the run ends with the objective met, bisection steps of a final
+            shrink of the update toward the original weights: the smallest fraction ``a`` for
+            which ``θ0 + a (θ - θ0)`` still meets the objective is kept
+            (:func:`amnesiac.ops.shrink_update`; 0 turns it off).
     """
 
     lr: float = 1e-3
@@ -67,6 +72,7 @@ class UnlearnConfig:
     bn_mode: Literal["train", "eval"] = "train"
     heal_steps: int = 0
     eval_batch_size: int = 1024
+    shrink_steps: int = 0
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -84,6 +90,8 @@ class UnlearnConfig:
             out.append(f"lr must be > 0, got {self.lr}")
         if self.heal_steps < 0:
             out.append(f"heal_steps must be >= 0, got {self.heal_steps}")
+        if self.shrink_steps < 0:
+            out.append(f"shrink_steps must be >= 0, got {self.shrink_steps}")
         if self.max_steps < 0:
             out.append(f"max_steps must be >= 0, got {self.max_steps}")
         if self.batch_size < 1:
@@ -123,6 +131,7 @@ class UnlearnResult:
             ``target_acc``.
         seconds: Wall time by phase, e.g. ``{"adversarial": .., "importance": .., "unlearn": ..,
             "total": ..}``.
+        update_fraction: Fraction of the update kept by ``shrink_steps`` (1.0 without it).
     """
 
     model: nn.Module
@@ -133,6 +142,7 @@ class UnlearnResult:
     forgotten: bool
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    update_fraction: float = 1.0
 
 
 @dataclass
@@ -329,6 +339,17 @@ class Unlearner:
                 bar.close()
                 work.zero_grad(set_to_none=True)
         work.eval()
+        fraction = 1.0
+        if self.iterative and cfg.shrink_steps > 0 and steps > 0 and stats["forgotten"] == 1.0:
+            with self.phase("shrink"):
+                work, fraction = shrink_update(
+                    original,
+                    work,
+                    lambda m: (
+                        forget_status(m, data, batch_size=cfg.eval_batch_size)["forgotten"] == 1.0
+                    ),
+                    steps=cfg.shrink_steps,
+                )
         for p in work.parameters():
             p.requires_grad_(True)
         check_finite(work, self.name)
@@ -343,6 +364,7 @@ class Unlearner:
             forgotten=stats["forgotten"] == 1.0,
             history=history,
             seconds=dict(self.seconds),
+            update_fraction=fraction,
         )
 
 

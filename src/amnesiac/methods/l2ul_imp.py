@@ -11,16 +11,18 @@ from amnesiac.methods.l2ul import L2UL, PAPER_PRESET, L2ULConfig
 
 @dataclass(frozen=True, kw_only=True)
 class L2ULImpConfig(L2ULConfig):
-    """:class:`L2ULConfig` with no adversarial examples (``n_adv=0``)."""
+    """:class:`L2ULConfig` with the MAS penalty as the only regularizer (no adversarial examples,
+    no proxies)."""
 
     n_adv: int = 0
+    proxy_size: int = 0
 
 
 @register
 class ImportanceRegularization(L2UL):
     """L2UL's MAS weight-importance penalty as the only regularizer.
 
-    Equals ``l2ul`` with ``n_adv=0``.
+    Equals ``l2ul`` with ``proxy_size=0`` (a test holds it to that).
     """
 
     name = "l2ul_imp"
