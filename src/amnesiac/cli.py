@@ -337,9 +337,10 @@ def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
     print(_table(rows, ["accuracy %", "before", "after", "change"]))
     r_note = "all" if len(retain_ev) == len(retain_all) else f"a seeded subset of {len(retain_ev)}"
     print(f"D_r evaluated on {r_note} retained instances")
+    kept = f"; update shrunk to {result.update_fraction:.1%}" if result.update_fraction < 1 else ""
     print(
         f"steps: {result.steps} (stopped by {result.stopped_by}; forgotten: "
-        f"{'yes' if result.forgotten else 'NO'})"
+        f"{'yes' if result.forgotten else 'NO'}{kept})"
     )
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
     meta = {
@@ -366,6 +367,7 @@ def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
         "steps": result.steps,
         "stopped_by": result.stopped_by,
         "forgotten": result.forgotten,
+        "update_fraction": result.update_fraction,
         "seconds": seconds,
         "versions": _versions(),
         "history": result.history,

@@ -224,6 +224,7 @@ def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
             steps=result.steps,
             stopped_by=result.stopped_by,
             forgotten=result.forgotten,
+            update_fraction=result.update_fraction,
             seconds={**result.seconds, "wall": wall},
             **{f"before_{k}": v for k, v in before.items()},
             **{f"after_{k}": v for k, v in after.items()},
