@@ -184,7 +184,7 @@ def _workers_line(rows: list[dict[str, Any]]) -> str:
         f"{'/'.join(map(str, threads)) or '?'} torch thread(s) each"
     )
     if speed:
-        text += f"; the speed cell ran alone with {speed[-1].get('threads', '?')} threads"
+        text += f"; the speed cell ran first, with {speed[-1].get('threads', '?')} torch thread(s)"
     return text
 
 
