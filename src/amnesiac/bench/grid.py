@@ -147,8 +147,6 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
                     rounds=int(entry["rounds"]),
                 )
             )
-    if problems:
-        raise InvalidSettingsError(f"grid file {path}: " + "; ".join(problems))
     workers = spec.get("workers", 1)
     if not isinstance(workers, int) or workers < 1:
         problems.append(f"workers must be an integer >= 1, got {workers!r}")

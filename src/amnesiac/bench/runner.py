@@ -257,14 +257,7 @@ def run_grid(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     # a row counts as done only if it ran with the settings the cell resolves to today
-    current = {c.id: (c, cell_settings(c)) for c in grid.cells}
-    done = {
-        r["id"]
-        for r in read_rows(results)
-        if r.get("status") == "ok"
-        and r.get("id") in current
-        and ran_with(r, current[r["id"]][1], current[r["id"]][0].kind)
-    }
+    done = {r["id"] for r in _rows_of(grid, results) if r.get("status") == "ok"}
     todo = [c for c in grid.cells if c.id not in done]
     if todo:
         bar = tqdm(total=len(todo), disable=not progress, desc=f"bench {grid.name}", unit="cell")
@@ -323,11 +316,15 @@ def _run_in_worker(cell: Cell) -> dict[str, Any]:
 def current_rows(grid: Grid, results: Path) -> list[dict[str, Any]]:
     """The latest row of each cell of ``grid`` in ``results`` that ran with the settings the
     cell resolves to today (rows of older defaults are left out)."""
-    current = {c.id: (c, cell_settings(c)) for c in grid.cells}
-    latest: dict[str, dict[str, Any]] = {}
+    return list({r["id"]: r for r in _rows_of(grid, results)}.values())
+
+
+def _rows_of(grid: Grid, results: Path) -> Iterator[dict[str, Any]]:
+    """The rows of ``results``, in file order, of cells of ``grid`` that ran with the settings
+    the cell resolves to today."""
+    current = {c.id: (c.kind, cell_settings(c)) for c in grid.cells}
     for r in read_rows(results):
         if r.get("id") in current:
-            cell, settings = current[r["id"]]
-            if ran_with(r, settings, cell.kind):
-                latest[r["id"]] = r
-    return list(latest.values())
+            kind, settings = current[r["id"]]
+            if ran_with(r, settings, kind):
+                yield r

@@ -72,8 +72,9 @@ class L2ULConfig(UnlearnConfig):
         proxy_mix: Make half of the proxies mixtures of two forget images.
         proxy_weight: Weight of the proxy distillation term.
         proxy_loss: How proxies are held to the original model: ``"kl"`` (KL divergence of the
-            output distributions) or ``"logit_mse"`` (mean squared difference of the logits,
-            which keeps pulling where a confident softmax has saturated).
+            output distributions) or ``"logit_mse"`` (mean squared difference of the logits;
+            measured worse on the validation split: at weight 10 it diverged, at weight 1 it
+            lost 24.6 points against 11.3 for ``"kl"``).
     """
 
     lr: float = 1e-3
