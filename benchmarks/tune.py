@@ -18,8 +18,8 @@ import torch
 import amnesiac
 
 # the paper's optimizer and BatchNorm handling, with l2ul's cheaper attack (20 steps of 0.25)
-BASE = {"preset": "paper", "pgd_step": 0.25, "pgd_steps": 20, "target_rule": "uniform", "max_steps": 400,
-        "importance_bn_mode": "eval"}
+BASE = {"preset": "paper", "pgd_step": 0.25, "pgd_steps": 20, "target_rule": "uniform",
+        "max_steps": 400, "importance_bn_mode": "eval"}
 P = {"lr": 1e-3, "bn_mode": "eval", "forget_loss": "margin", "margin": 1.0, "proxy_size": 4000,
      "proxy_weight": 10.0, "heal_steps": 150, "n_adv": 0, "reg_weight": 0.0, "max_steps": 600,
      "shrink_steps": 0}
@@ -64,6 +64,10 @@ CANDIDATES: dict[str, dict] = {
     "P+mas+m0.2": {**P, "reg_weight": 1.0, "margin": 0.2},
     "P+mas+heal300": {**P, "reg_weight": 1.0, "heal_steps": 300, "max_steps": 800},
     "P+mas+shrink": {**P, "reg_weight": 1.0, "shrink_steps": 10},
+    # session 4: l2ul's defaults ("D") at k=128, where 600 steps of batch 32 left ~20% of D_f
+    "D": {},
+    "D+bs128": {"batch_size": 128},
+    "D+steps1500": {"max_steps": 1500},
     # neg_grad_retain (reads the retained data)
     "ngr": {"method": "neg_grad_retain"},
     "ngr+runner_up+heal": {"method": "neg_grad_retain", "forget_loss": "runner_up",

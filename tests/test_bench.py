@@ -7,9 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
+import amnesiac
 from amnesiac.bench import current_rows, load_grid, read_rows, run_grid, summarize
 from amnesiac.cli import main
+from amnesiac.models import create_model
+from amnesiac.models.checkpoint import model_meta, save_checkpoint
 
 GRID = Path(__file__).parents[1] / "benchmarks" / "digits.yaml"
 
@@ -129,4 +133,46 @@ def test_bench_workers_must_be_positive(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "w.yaml"
     bad.write_text("dataset: digits\nks: [4]\nseeds: [0]\nworkers: 0\nmethods: [neg_grad]\n")
     with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        load_grid(bad)
+
+
+def test_audited_cells_get_lira_relearn_and_cka(digits, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("AMNESIAC_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    model = create_model("cnn", in_channels=1, num_classes=10, mean=digits.mean, std=digits.std)
+    recipe = amnesiac.TrainRecipe(epochs=2, batch_size=64, lr=0.05, crop_padding=0, flip=False)
+    amnesiac.train_classifier(model, digits.train_x, digits.train_y, recipe)
+    meta = model_meta("cnn", in_channels=1, num_classes=10, mean=digits.mean, std=digits.std,
+                      dataset="digits", recipe=recipe.to_dict())  # fmt: skip
+    save_checkpoint(model, tmp_path / "m.safetensors", meta)
+    grid_file = tmp_path / "g.yaml"
+    grid_file.write_text(
+        "name: g\ndataset: digits\nmodel: m.safetensors\nks: [4]\nseeds: [0, 1]\nspeed: false\n"
+        "audit: {ks: [4], seeds: [0], shadows: 2}\n"
+        "methods:\n  - {method: neg_grad, settings: {max_steps: 3}}\n"
+    )
+    grid = load_grid(grid_file)
+    assert grid.shadows == 2 and [c.audit for c in grid.cells] == [True, False]
+    rows = {r["seed"]: r for r in run_grid(grid, progress=False)}
+    audited, plain = rows[0], rows[1]
+    assert audited["audited"] and "audited" not in plain and "relearn_steps" not in plain
+    assert audited["lira_shadow_models"] == 2
+    for when in ("before", "after"):
+        assert 0.0 <= audited[f"{when}_lira_auc"] <= 1.0
+        assert 0.0 <= audited[f"{when}_lira_tpr_at_1pct_fpr"] <= 100.0
+    assert 0 <= audited["relearn_steps"] <= 201 and 0.0 < audited["cka"] <= 1.0 + 1e-6
+    assert len(list((tmp_path / "cache" / "shadows").glob("*.safetensors"))) == 2
+    # a row from before the cell was audited is not current: the cell reruns with the audit
+    results = tmp_path / "results.jsonl"
+    unaudited = {k: v for k, v in audited.items() if k != "audited"}
+    results.write_text(json.dumps(unaudited) + "\n" + json.dumps(plain) + "\n")
+    assert [r["seed"] for r in current_rows(grid, results)] == [1]
+    assert main(["bench", str(grid_file), "--no-progress"]) == 0
+    assert main(["bench", str(grid_file), "--report"]) == 0
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "## Audit" in text and "2 shadow models" in text
+    assert "| neg_grad | 4 | 0 |" in text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(grid_file.read_text().replace("shadows: 2", "shadows: 1"))
+    with pytest.raises(ValueError, match=r"audit\.shadows must be 0"):
         load_grid(bad)

@@ -22,8 +22,57 @@ from amnesiac.metrics.relearn import relearn_steps
 from amnesiac.shadows import Shadows
 
 
+def shadow_phi(shadows: Shadows, x: Tensor, y: Tensor, *, batch_size: int = 1024) -> Tensor:
+    """Every shadow model's scaled logit (:func:`amnesiac.metrics.scaled_logit`) of ``(x, y)``.
+
+    Shape:
+        returns ``(S, N)`` float64 for ``S`` shadow models and ``N`` examples.
+    """
+    return torch.stack(
+        [scaled_logit(predict_logits(m, x, batch_size=batch_size), y) for m in shadows.models]
+    )
+
+
+def lira_report(
+    logits: dict[str, tuple[Tensor, Tensor]],
+    *,
+    forget_y: Tensor,
+    test_y: Tensor,
+    shadow_forget: Tensor,
+    shadow_test: Tensor,
+    shadow_in: Tensor,
+) -> dict[str, Any]:
+    """Offline LiRA of D_f (positives) against D_test (negatives) for each named model.
+
+    Args:
+        logits: Per model name, its logits on D_f and on D_test.
+        forget_y: D_f's labels.
+        test_y: D_test's labels.
+        shadow_forget: :func:`shadow_phi` of D_f, ``(S, |D_f|)``.
+        shadow_test: :func:`shadow_phi` of D_test, ``(S, |D_test|)`` (no shadow trained on it).
+        shadow_in: Whether each shadow trained on each D_f instance, ``(S, |D_f|)`` bool.
+
+    Returns:
+        ``shadow_models`` and, per model name, :func:`amnesiac.metrics.lira_summary` plus the
+        ``forget_scores``.
+    """
+    s_in = torch.cat([shadow_in.bool(), torch.zeros_like(shadow_test, dtype=torch.bool)], 1)
+    s_phi = torch.cat([shadow_forget, shadow_test], 1)
+    n = len(forget_y)
+    out: dict[str, Any] = {"shadow_models": len(shadow_forget)}
+    for name, (lf, lt) in logits.items():
+        target = torch.cat([scaled_logit(lf, forget_y), scaled_logit(lt, test_y)])
+        scores = lira_offline(target, s_phi, s_in)
+        out[name] = {
+            **lira_summary(scores[:n], scores[n:]),
+            "forget_scores": scores[:n].tolist(),
+        }
+    return out
+
+
 @torch.inference_mode()
-def _features(model: nn.Module, x: Tensor, batch_size: int) -> Tensor | None:
+def penultimate_features(model: nn.Module, x: Tensor, batch_size: int = 1024) -> Tensor | None:
+    """``model.features(x)`` in eval mode and batches, or ``None`` if the model has none."""
     features = getattr(model, "features", None)
     if features is None:
         return None
@@ -108,11 +157,11 @@ def audit(
     }
     out["relearn_target_acc"] = target_acc
     out["relearn_max_steps"] = relearn_max_steps
-    base = _features(original, xt, batch_size)
+    base = penultimate_features(original, xt, batch_size)
     if base is not None:
         cka: dict[str, float] = {}
         for name, m in models.items():
-            f = _features(m, xt, batch_size)
+            f = penultimate_features(m, xt, batch_size)
             if f is not None:
                 cka[name] = linear_cka(base, f)
         out["cka"] = cka
@@ -126,21 +175,12 @@ def audit(
         if forget_indices is None:
             raise ValueError("LiRA needs forget_indices: D_f's positions in the training set")
         idx = torch.as_tensor(forget_indices, dtype=torch.long)
-        phi_f = torch.stack(
-            [scaled_logit(predict_logits(s, xf, batch_size=batch_size), yf) for s in shadows.models]
+        out["lira"] = lira_report(
+            {name: (lg["forget"], lg["test"]) for name, lg in logits.items()},
+            forget_y=yf,
+            test_y=yt,
+            shadow_forget=shadow_phi(shadows, xf, yf, batch_size=batch_size),
+            shadow_test=shadow_phi(shadows, xt, yt, batch_size=batch_size),
+            shadow_in=shadows.members[:, idx],
         )
-        phi_t = torch.stack(
-            [scaled_logit(predict_logits(s, xt, batch_size=batch_size), yt) for s in shadows.models]
-        )
-        s_in = torch.cat([shadows.members[:, idx], torch.zeros_like(phi_t, dtype=torch.bool)], 1)
-        s_phi = torch.cat([phi_f, phi_t], 1)
-        lira: dict[str, Any] = {"shadow_models": len(shadows.models)}
-        for name, lg in logits.items():
-            target = torch.cat([scaled_logit(lg["forget"], yf), scaled_logit(lg["test"], yt)])
-            scores = lira_offline(target, s_phi, s_in)
-            lira[name] = {
-                **lira_summary(scores[: len(yf)], scores[len(yf) :]),
-                "forget_scores": scores[: len(yf)].tolist(),
-            }
-        out["lira"] = lira
     return out

@@ -28,6 +28,7 @@ class Cell:
     kind: str = "unlearn"
     section: str = "main"
     rounds: int = 0  # continual cells: requests in sequence, k instances each
+    audit: bool = False  # also measure LiRA, relearn time and CKA (not part of the id)
 
     @property
     def id(self) -> str:
@@ -63,6 +64,7 @@ class Grid:
         report: Where RESULTS.md goes (relative to the grid file).
         workers: Cells run at once, each in its own process with an equal share of the torch
             threads (the speed cell always runs alone first).
+        shadows: Shadow models of the LiRA audit (0 when no cell is audited).
     """
 
     name: str
@@ -74,6 +76,7 @@ class Grid:
     report: str = "RESULTS.md"
     path: Path = Path(".")
     workers: int = 1
+    shadows: int = 0
 
 
 def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
@@ -94,6 +97,15 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
         raise InvalidSettingsError(f"grid file {path}: " + "; ".join(problems))
     dataset, model = str(spec["dataset"]), str(spec.get("model", "shipped"))
     cells: list[Cell] = []
+    audit = spec.get("audit") or {}
+    if not isinstance(audit, dict) or set(audit) - {"ks", "seeds", "shadows"}:
+        problems.append("audit must be a mapping with keys among 'ks', 'seeds' and 'shadows'")
+        audit = {}
+    audit_ks = {int(k) for k in audit.get("ks", []) or []}
+    audit_seeds = {int(s) for s in audit.get("seeds", []) or []}
+    shadows = audit.get("shadows", 8) if audit_ks and audit_seeds else 0
+    if not isinstance(shadows, int) or shadows == 1 or shadows < 0:
+        problems.append(f"audit.shadows must be 0 (no LiRA) or at least 2, got {shadows!r}")
     if spec.get("speed", True):
         cells.append(Cell("speed", "speed", None, {}, 0, 0, dataset, model, kind="speed"))
     for i, entry in enumerate(spec["methods"]):
@@ -121,6 +133,11 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
                         dataset,
                         model,
                         section=str(entry.get("section", "main")),
+                        audit=(
+                            entry.get("section", "main") == "main"
+                            and int(k) in audit_ks
+                            and int(seed) in audit_seeds
+                        ),
                     )
                 )
     for i, entry in enumerate(spec.get("continual", []) or []):
@@ -163,4 +180,5 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
         report=str(spec.get("report", "RESULTS.md")),
         path=path,
         workers=workers,
+        shadows=shadows if isinstance(shadows, int) else 0,
     )

@@ -107,6 +107,36 @@ def _mia_table(summary: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _audit_table(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per audited run: LiRA before and after, relearn time, CKA."""
+    audited = [r for r in rows if r.get("audited") and r.get("status") == "ok"]
+    if not audited:
+        return []
+    lira = any("after_lira_auc" in r for r in audited)
+    head = "| method | k | seed | D_f acc | D_test drop |"
+    rule = "|---|---|---|---|---|"
+    if lira:
+        head += " LiRA AUC (before) | TPR at 1% FPR (before) | TPR at 0.1% FPR (before) |"
+        rule += "---|---|---|"
+    head += " relearn steps | CKA |"
+    rule += "---|---|"
+    lines = [head, rule]
+    for r in audited:
+        line = (
+            f"| {r['label']} | {r['k']} | {r['seed']} | {r['after_forget_acc']:.1f} | "
+            f"{r['before_test_acc'] - r['after_test_acc']:.2f} |"
+        )
+        if lira:
+            line += "".join(
+                f" {r.get('after_lira_' + key, math.nan):.{d}f} "
+                f"({r.get('before_lira_' + key, math.nan):.{d}f}) |"
+                for key, d in (("auc", 3), ("tpr_at_1pct_fpr", 1), ("tpr_at_0.1pct_fpr", 1))
+            )
+        line += f" {r['relearn_steps']} | {r.get('cka', math.nan):.3f} |"
+        lines.append(line)
+    return lines
+
+
 def _find(rows: list[dict[str, Any]], label: str, k: int, seed: int) -> dict[str, Any] | None:
     for r in rows:
         if (
@@ -292,6 +322,29 @@ def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Pat
                 *_mia_table(summary),
                 "",
             ]
+    audit = _audit_table(rows)
+    if audit:
+        shadows = {int(r["lira_shadow_models"]) for r in rows if "lira_shadow_models" in r}
+        lines += [
+            "## Audit",
+            "",
+            "Per-example evidence for the audited runs (`amnesiac.audit`'s measurements). "
+            + (
+                f"LiRA, offline, with {'/'.join(map(str, sorted(shadows)))} shadow models "
+                "trained on random halves of the training set with the model's recipe: D_f "
+                "(positives) against D_test (negatives); forgotten means AUC near 0.5 and TPR "
+                "near the FPR. "
+                if shadows
+                else ""
+            )
+            + "Relearn steps: plain fine-tuning steps on D_f (lr 1e-3, capped at 200) until "
+            "D_f accuracy is back to the original model's; the retrained model's count is the "
+            "reference. CKA: linear CKA of penultimate features on D_test against the original "
+            "model (1: representation unchanged).",
+            "",
+            *audit,
+            "",
+        ]
     ablation = summarize(rows, "ablation")
     if ablation:
         lines += ["## Ablation (each change on its own)", "", *_table(ablation), ""]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -19,9 +20,11 @@ import torch
 from tqdm.auto import tqdm
 
 import amnesiac
+from amnesiac.audit import lira_report, penultimate_features, shadow_phi
 from amnesiac.bench.grid import Cell, Grid
 from amnesiac.bench.speed import measure_speed
 from amnesiac.continual import run_continual
+from amnesiac.metrics import linear_cka, predict_logits, relearn_steps
 
 
 def cpu_name() -> str:
@@ -77,10 +80,68 @@ class _Context:
         self.grid = grid
         self.data = amnesiac.load_dataset(grid.dataset)
         if grid.model == "shipped":
-            self.model = amnesiac.load_pretrained(grid.dataset).model
+            checkpoint = amnesiac.load_pretrained(grid.dataset)
         else:
-            self.model = amnesiac.load_checkpoint(grid.path.parent / grid.model).model
+            checkpoint = amnesiac.load_checkpoint(grid.path.parent / grid.model)
+        self.model, self.meta = checkpoint.model, checkpoint.meta
         self._before: dict[tuple[int, int], dict[str, float]] = {}
+        self._audit_base: dict[str, Any] = {}
+
+    def shadows(self, progress: bool = False) -> amnesiac.Shadows:
+        """The grid's LiRA shadow models, trained with the model's recipe (cached on disk)."""
+        recipe = self.meta.get("recipe")
+        if recipe is None:
+            raise ValueError(
+                f"the grid's model {self.grid.model} has no training recipe in its metadata, so "
+                "LiRA shadow models cannot be trained like it; set audit.shadows to 0"
+            )
+        return amnesiac.train_shadows(
+            self.data,
+            str(self.meta["arch"]),
+            amnesiac.TrainRecipe(**recipe),
+            n=self.grid.shadows,
+            progress=progress,
+        )
+
+    def audit(self, model: torch.nn.Module, forget: torch.Tensor, f: Any) -> dict[str, Any]:
+        """LiRA (D_f against D_test), relearn time and CKA of ``model`` against the original;
+        what depends only on the original and the shadows is computed once per process."""
+        xt, yt = self.data.test_x, self.data.test_y
+        base = self._audit_base
+        if not base:
+            base["test_logits"] = predict_logits(self.model, xt)
+            base["features"] = penultimate_features(self.model, xt)
+            if self.grid.shadows:
+                shadows = self.shadows()
+                base["shadows"] = shadows
+                base["shadow_test"] = shadow_phi(shadows, xt, yt)
+        xf, yf = f
+        out: dict[str, Any] = {}
+        t0 = time.perf_counter()
+        if self.grid.shadows:
+            shadows = base["shadows"]
+            lira = lira_report(
+                {
+                    "before": (predict_logits(self.model, xf), base["test_logits"]),
+                    "after": (predict_logits(model, xf), predict_logits(model, xt)),
+                },
+                forget_y=yf,
+                test_y=yt,
+                shadow_forget=shadow_phi(shadows, xf, yf),
+                shadow_test=base["shadow_test"],
+                shadow_in=shadows.members[:, forget],
+            )
+            out["lira_shadow_models"] = lira["shadow_models"]
+            for when in ("before", "after"):
+                for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "mean_score"):
+                    out[f"{when}_lira_{key}"] = lira[when][key]
+        target = amnesiac.evaluate(self.model, forget=f)["forget_acc"]
+        out["relearn_steps"] = relearn_steps(model, xf, yf, target_acc=target, max_steps=200)
+        features = penultimate_features(model, xt)
+        if features is not None and base["features"] is not None:
+            out["cka"] = linear_cka(base["features"], features)
+        out["audit_seconds"] = time.perf_counter() - t0
+        return out
 
     def sets(self, k: int, seed: int) -> tuple[torch.Tensor, Any, Any, Any, int]:
         d = self.data
@@ -229,6 +290,8 @@ def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
             **{f"before_{k}": v for k, v in before.items()},
             **{f"after_{k}": v for k, v in after.items()},
         )
+        if cell.audit:
+            row.update(audited=True, **ctx.audit(result.model, forget, f))
     except Exception as e:  # a failed cell is a row, and the grid goes on
         row.update(
             status="failed",
@@ -259,6 +322,11 @@ def run_grid(
     # a row counts as done only if it ran with the settings the cell resolves to today
     done = {r["id"] for r in _rows_of(grid, results) if r.get("status") == "ok"}
     todo = [c for c in grid.cells if c.id not in done]
+    if grid.shadows and any(c.audit for c in todo):
+        # trained once here and loaded by the cells; without a recipe each audited cell
+        # records the error in its row
+        with contextlib.suppress(ValueError):
+            _Context(grid).shadows(progress=progress)
     if todo:
         bar = tqdm(total=len(todo), disable=not progress, desc=f"bench {grid.name}", unit="cell")
         try:
@@ -322,9 +390,12 @@ def current_rows(grid: Grid, results: Path) -> list[dict[str, Any]]:
 def _rows_of(grid: Grid, results: Path) -> Iterator[dict[str, Any]]:
     """The rows of ``results``, in file order, of cells of ``grid`` that ran with the settings
     the cell resolves to today."""
-    current = {c.id: (c.kind, cell_settings(c)) for c in grid.cells}
+    current = {c.id: (c.kind, c.audit, cell_settings(c)) for c in grid.cells}
     for r in read_rows(results):
         if r.get("id") in current:
-            kind, settings = current[r["id"]]
-            if ran_with(r, settings, kind):
+            kind, audit, settings = current[r["id"]]
+            # an audited cell also needs the audit (a failed row has none and stays a row)
+            if ran_with(r, settings, kind) and (
+                not audit or r.get("audited") or r.get("status") != "ok"
+            ):
                 yield r
