@@ -23,6 +23,8 @@ BASE = {"preset": "paper", "pgd_step": 0.25, "pgd_steps": 20, "target_rule": "un
 P = {"lr": 1e-3, "bn_mode": "eval", "forget_loss": "margin", "margin": 1.0, "proxy_size": 4000,
      "proxy_weight": 10.0, "heal_steps": 150, "n_adv": 0, "reg_weight": 0.0, "max_steps": 600,
      "shrink_steps": 0}
+# session 3's l2ul defaults, pinned (today's defaults scale the forget term with k)
+D = {"forget_scale_k": 0, "batch_size": 32, "max_steps": 600}
 CANDIDATES: dict[str, dict] = {
     "paper": {"preset": "paper"},
     "base": BASE,
@@ -64,10 +66,15 @@ CANDIDATES: dict[str, dict] = {
     "P+mas+m0.2": {**P, "reg_weight": 1.0, "margin": 0.2},
     "P+mas+heal300": {**P, "reg_weight": 1.0, "heal_steps": 300, "max_steps": 800},
     "P+mas+shrink": {**P, "reg_weight": 1.0, "shrink_steps": 10},
-    # session 4: l2ul's defaults ("D") at k=128, where 600 steps of batch 32 left ~20% of D_f
-    "D": {},
-    "D+bs128": {"batch_size": 128},
-    "D+steps1500": {"max_steps": 1500},
+    # session 4, k=128 seed 100: "D" is session 3's l2ul defaults, where 600 steps of batch 32
+    # left ~20% of D_f; forget weight 2 with batch 128 became forget_scale_k=64, batch_size=128
+    "D": D,
+    "D+bs128": {**D, "batch_size": 128},
+    "D+steps1500": {**D, "max_steps": 1500},
+    "D+fw4": {**D, "weighting": "fixed", "forget_weight": 4.0, "batch_size": 128},
+    "D+fw2": {**D, "weighting": "fixed", "forget_weight": 2.0, "batch_size": 128},
+    "D+fw4+p16000": {**D, "weighting": "fixed", "forget_weight": 4.0, "batch_size": 128,
+                     "proxy_size": 16000},
     # neg_grad_retain (reads the retained data)
     "ngr": {"method": "neg_grad_retain"},
     "ngr+runner_up+heal": {"method": "neg_grad_retain", "forget_loss": "runner_up",

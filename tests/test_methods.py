@@ -112,16 +112,32 @@ def test_zero_steps_returns_same_weights(method: str, tiny_model, forget8, digit
 
 
 def test_mas_off_equals_adversarial_only(tiny_model, forget8, digits) -> None:
-    a = run("l2ul", tiny_model, forget8, digits, reg_weight=0.0, n_adv=2, pgd_steps=3, proxy_size=0)
+    same = {"forget_scale_k": 0, "batch_size": 32}
+    a = run("l2ul", tiny_model, forget8, digits, reg_weight=0.0, n_adv=2, pgd_steps=3, proxy_size=0,
+            **same)  # fmt: skip
     a = a.model.state_dict()
     b = run("l2ul_adv", tiny_model, forget8, digits).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_no_adversarial_examples_equals_importance_only(tiny_model, forget8, digits) -> None:
-    a = run("l2ul", tiny_model, forget8, digits, proxy_size=0).model.state_dict()
+    a = run("l2ul", tiny_model, forget8, digits, proxy_size=0, forget_scale_k=0, batch_size=32)
+    a = a.model.state_dict()
     b = run("l2ul_imp", tiny_model, forget8, digits).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_forget_term_scales_with_k_above_forget_scale_k(tiny_model, forget8, digits) -> None:
+    # k=8 above forget_scale_k=4 doubles the forget term: the same as a fixed forget weight of 2
+    a = run("l2ul", tiny_model, forget8, digits, forget_scale_k=4).model.state_dict()
+    b = run("l2ul", tiny_model, forget8, digits, forget_scale_k=0, weighting="fixed",
+            forget_weight=2.0).model.state_dict()  # fmt: skip
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # at or below forget_scale_k nothing changes
+    c = run("l2ul", tiny_model, forget8, digits, forget_scale_k=8).model.state_dict()
+    d = run("l2ul", tiny_model, forget8, digits, forget_scale_k=0).model.state_dict()
+    assert all(torch.equal(c[k], d[k]) for k in c)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_stop_rule_fires_at_zero_forget_accuracy(tiny_model, forget8) -> None:

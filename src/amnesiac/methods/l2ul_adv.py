@@ -12,18 +12,24 @@ from amnesiac.methods.l2ul import L2UL, PAPER_PRESET, L2ULConfig
 @dataclass(frozen=True, kw_only=True)
 class L2ULAdvConfig(L2ULConfig):
     """:class:`L2ULConfig` with the adversarial examples as the only regularizer: 20 per forget
-    instance (20-step L2 PGD, radius 2, uniform targets), no MAS penalty, no proxies."""
+    instance (20-step L2 PGD, radius 2, uniform targets), no MAS penalty, no proxies. Unlike
+    ``l2ul``'s, the forget term is not scaled with k (batch 32, 600 steps): that scaling was
+    chosen with the proxies on."""
 
     reg_weight: float = 0.0
     n_adv: int = 20
     proxy_size: int = 0
+    forget_scale_k: int = 0
+    batch_size: int = 32
+    max_steps: int = 600
 
 
 @register
 class AdversarialRegularization(L2UL):
     """L2UL's adversarial examples of the forget set as the only regularizer.
 
-    Equals ``l2ul`` with ``reg_weight=0, n_adv=20, proxy_size=0`` (a test holds it to that).
+    Equals ``l2ul`` with ``reg_weight=0, n_adv=20, proxy_size=0, forget_scale_k=0,
+    batch_size=32, max_steps=600`` (a test holds it to that).
     """
 
     name = "l2ul_adv"

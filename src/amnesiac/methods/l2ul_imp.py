@@ -12,17 +12,22 @@ from amnesiac.methods.l2ul import L2UL, PAPER_PRESET, L2ULConfig
 @dataclass(frozen=True, kw_only=True)
 class L2ULImpConfig(L2ULConfig):
     """:class:`L2ULConfig` with the MAS penalty as the only regularizer (no adversarial examples,
-    no proxies)."""
+    no proxies). Unlike ``l2ul``'s, the forget term is not scaled with k (batch 32, 600 steps):
+    that scaling was chosen with the proxies on."""
 
     n_adv: int = 0
     proxy_size: int = 0
+    forget_scale_k: int = 0
+    batch_size: int = 32
+    max_steps: int = 600
 
 
 @register
 class ImportanceRegularization(L2UL):
     """L2UL's MAS weight-importance penalty as the only regularizer.
 
-    Equals ``l2ul`` with ``proxy_size=0`` (a test holds it to that).
+    Equals ``l2ul`` with ``proxy_size=0, forget_scale_k=0, batch_size=32, max_steps=600`` (a
+    test holds it to that).
     """
 
     name = "l2ul_imp"
