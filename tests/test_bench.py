@@ -176,3 +176,16 @@ def test_audited_cells_get_lira_relearn_and_cka(digits, tmp_path: Path, monkeypa
     bad.write_text(grid_file.read_text().replace("shadows: 2", "shadows: 1"))
     with pytest.raises(ValueError, match=r"audit\.shadows must be 0"):
         load_grid(bad)
+
+
+def test_a_setting_added_later_counts_at_its_old_behaviour() -> None:
+    # l2ul's forget_scale_k came after rows were recorded; 0 reproduces the earlier behaviour
+    from amnesiac.bench.grid import Cell
+    from amnesiac.bench.runner import cell_config, cell_settings, ran_with
+
+    paper = Cell("p", "l2ul", "paper", {"max_steps": 100}, 32, 0, "fashion-mnist", "shipped")
+    ours = Cell("l2ul", "l2ul", None, {}, 32, 0, "fashion-mnist", "shipped")
+    for cell, current in ((paper, True), (ours, False)):
+        recorded = cell_config(cell).to_dict()
+        del recorded["forget_scale_k"]
+        assert ran_with({"settings": recorded}, cell_settings(cell), "unlearn") is current

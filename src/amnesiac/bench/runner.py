@@ -186,7 +186,9 @@ def cell_settings(cell: Cell) -> dict[str, Any] | None:
         config = cell_config(cell)
     except Exception:
         return None
+    # what a setting the row does not record must be: the value from before it existed
     defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    defaults.update(config.added_settings)
     return {"values": json.loads(json.dumps(config.to_dict())), "defaults": defaults}
 
 
@@ -194,8 +196,9 @@ def ran_with(row: dict[str, Any], settings: dict[str, Any] | None, kind: str) ->
     """Whether ``row`` ran with ``settings`` (from :func:`cell_settings`).
 
     Every setting the row recorded must equal today's; a setting the row does not know (added to
-    a method after it ran) must be at its default, which by convention keeps the old behaviour.
-    So changing a method's defaults or presets reruns exactly the cells it affects.
+    a method after it ran) must be at the value that reproduces the behaviour from before it
+    existed (``added_settings`` of the settings class, else its default). So changing a method's
+    defaults or presets reruns exactly the cells it affects.
     """
     if kind == "speed":
         return True

@@ -74,6 +74,10 @@ class UnlearnConfig:
     eval_batch_size: int = 1024
     shrink_steps: int = 0
 
+    #: Settings added after release, each with the value that reproduces the behaviour from
+    #: before it existed (a recorded run without the setting ran with that value).
+    added_settings: ClassVar[dict[str, Any]] = {}
+
     def __post_init__(self) -> None:
         problems = self.problems()
         if problems:

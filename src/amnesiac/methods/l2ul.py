@@ -111,6 +111,8 @@ class L2ULConfig(UnlearnConfig):
     proxy_weight: float = 10.0
     proxy_loss: Literal["kl", "logit_mse"] = "kl"
 
+    added_settings: ClassVar[dict[str, Any]] = {"forget_scale_k": 0}
+
     def problems(self) -> list[str]:
         out = super().problems()
         for name in ("n_adv", "pgd_steps", "proxy_size", "proxy_min_shift", "forget_scale_k"):
