@@ -224,8 +224,8 @@ def _slug(text: str) -> str:
 
 def _completion(grid: Grid, rows: list[dict[str, Any]]) -> list[str]:
     """A line saying how much of the grid the rows cover, and its elapsed time."""
-    done = {r["id"] for r in rows if r.get("status") == "ok"}
-    missing = [c for c in grid.cells if c.id not in done]
+    ran = {r["id"] for r in rows if r.get("status") in ("ok", "failed")}
+    missing = [c for c in grid.cells if c.id not in ran]  # a failed cell is listed on its own
     stamps = sorted(r["time"] for r in rows if "time" in r)
     out = []
     if missing:
