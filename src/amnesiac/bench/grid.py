@@ -180,5 +180,5 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
         report=str(spec.get("report", "RESULTS.md")),
         path=path,
         workers=workers,
-        shadows=shadows if isinstance(shadows, int) else 0,
+        shadows=shadows,
     )

@@ -103,9 +103,12 @@ class _Context:
             progress=progress,
         )
 
-    def audit(self, model: torch.nn.Module, forget: torch.Tensor, f: Any) -> dict[str, Any]:
-        """LiRA (D_f against D_test), relearn time and CKA of ``model`` against the original;
-        what depends only on the original and the shadows is computed once per process."""
+    def audit(
+        self, model: torch.nn.Module, forget: torch.Tensor, f: Any, original_forget_acc: float
+    ) -> dict[str, Any]:
+        """LiRA (D_f against D_test), relearn time (back to ``original_forget_acc``) and CKA of
+        ``model`` against the original; what depends only on the original and the shadows is
+        computed once per process."""
         xt, yt = self.data.test_x, self.data.test_y
         base = self._audit_base
         if not base:
@@ -135,8 +138,9 @@ class _Context:
             for when in ("before", "after"):
                 for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "mean_score"):
                     out[f"{when}_lira_{key}"] = lira[when][key]
-        target = amnesiac.evaluate(self.model, forget=f)["forget_acc"]
-        out["relearn_steps"] = relearn_steps(model, xf, yf, target_acc=target, max_steps=200)
+        out["relearn_steps"] = relearn_steps(
+            model, xf, yf, target_acc=original_forget_acc, max_steps=200
+        )
         features = penultimate_features(model, xt)
         if features is not None and base["features"] is not None:
             out["cka"] = linear_cka(base["features"], features)
@@ -294,7 +298,7 @@ def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
             **{f"after_{k}": v for k, v in after.items()},
         )
         if cell.audit:
-            row.update(audited=True, **ctx.audit(result.model, forget, f))
+            row.update(audited=True, **ctx.audit(result.model, forget, f, before["forget_acc"]))
     except Exception as e:  # a failed cell is a row, and the grid goes on
         row.update(
             status="failed",
