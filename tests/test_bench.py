@@ -11,6 +11,7 @@ import torch
 
 import amnesiac
 from amnesiac.bench import current_rows, load_grid, read_rows, run_grid, summarize
+from amnesiac.bench.report import _frontier_table
 from amnesiac.cli import main
 from amnesiac.models import create_model
 from amnesiac.models.checkpoint import model_meta, save_checkpoint
@@ -64,7 +65,7 @@ def test_digits_grid_end_to_end(tmp_path: Path, capsys) -> None:
     assert main(["bench", str(grid_file), "--report"]) == 0
     text = (tmp_path / "DIGITS_RESULTS.md").read_text()
     assert "amnesiac bench" in text and "do not edit by hand" in text
-    assert "## Membership inference" in text
+    assert "## Membership inference" in text and "## Frontier" in text
     assert "## Continual unlearning" in text and "| 3 |" in text
     assert (tmp_path / "digits_continual_l2ul_seed0.png").stat().st_size > 1000
     continual = next(r for r in rows if r["kind"] == "continual")
@@ -75,6 +76,36 @@ def test_digits_grid_end_to_end(tmp_path: Path, capsys) -> None:
         assert (tmp_path / png).stat().st_size > 1000
     l2ul8 = [r for r in unlearn if r["label"] == "l2ul" and r["k"] == 8]
     assert all(r["after_forget_acc"] == 0.0 for r in l2ul8)
+
+
+def test_frontier_table_pivots_drop_by_k() -> None:
+    def row(label: str, k: int, seed: int, drop: float, forgotten: bool) -> dict:
+        return {
+            "kind": "unlearn",
+            "status": "ok",
+            "label": label,
+            "k": k,
+            "seed": seed,
+            "forgotten": forgotten,
+            "after_forget_acc": 0.0,
+            "before_retain_acc": 90.0,
+            "after_retain_acc": 90.0,
+            "before_test_acc": 90.0,
+            "after_test_acc": 90.0 - drop,
+            "steps": 1,
+            "seconds": {"wall": 1.0},
+        }
+
+    rows = [
+        row("a", 8, 0, 1.0, True),
+        row("a", 8, 1, 3.0, False),
+        row("a", 32, 0, 2.0, True),
+        row("b", 32, 0, 0.5, True),
+    ]
+    lines = _frontier_table(summarize(rows))
+    assert lines[0] == "| method | k=8 | k=32 |"
+    assert lines[2] == "| a | 2.00 ± 1.41 (1/2) | 2.00 (1/1) |"
+    assert lines[3] == "| b |  | 0.50 (1/1) |"
 
 
 def test_failed_cell_is_recorded_and_grid_goes_on(tmp_path: Path) -> None:

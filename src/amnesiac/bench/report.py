@@ -89,6 +89,21 @@ def _table(summary: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _frontier_table(summary: list[dict[str, Any]]) -> list[str]:
+    """D_test drop per method (rows) and k (columns), with how many runs forgot D_f."""
+    ks = sorted({s["k"] for s in summary})
+    cells: dict[str, dict[int, str]] = defaultdict(dict)
+    for s in summary:
+        cells[s["label"]][s["k"]] = f"{_ms(s['test_drop'], 2)} ({s['forgotten']}/{s['n']})"
+    lines = [
+        "| method | " + " | ".join(f"k={k}" for k in ks) + " |",
+        "|---|" + "---|" * len(ks),
+    ]
+    for label, by_k in cells.items():
+        lines.append(f"| {label} | " + " | ".join(by_k.get(k, "") for k in ks) + " |")
+    return lines
+
+
 MIA_KEYS = ("mia_loss_member_rate", "mia_loss_auc", "mia_entropy_auc")
 
 
@@ -307,7 +322,19 @@ def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Pat
         )
         lines.append("")
     if summary:
-        lines += ["## Results", "", *_table(summary), ""]
+        lines += [
+            "## Frontier",
+            "",
+            "D_test drop in points (mean ± std over seeds) against the number of forget "
+            "instances k; in brackets, the runs that forgot all of D_f.",
+            "",
+            *_frontier_table(summary),
+            "",
+            "## Results",
+            "",
+            *_table(summary),
+            "",
+        ]
         lines += [f"![{name}]({name})" for name in images] + [""]
         if any(not math.isnan(v) for s in summary for v in s["after_mia_loss_auc"]):
             lines += [
