@@ -237,6 +237,13 @@ class L2UL(Unlearner):
       holds at most ``k`` instances, so up to k=128 every step sees all of D_f and k <= 64 runs
       as before.
 
+    Known limit: the result of a single run varies by several points with the forget set
+    (validation drops 1.5 to 8.0 at k=32 over forget seeds 100-102), and within one run with
+    the step it ends at. The margin term and the proxy term take turns: every 10 steps of a long
+    run (``python benchmarks/probes.py trajectory 32 100 450``) the validation drop swings
+    between 4 and 18 points while instances of D_f cross the boundary and come back. Compare
+    settings over several forget sets, never on one run.
+
     Example:
         >>> result = amnesiac.unlearn(model, forget=(x_f, y_f), method="l2ul", seed=0)
         >>> result.forgotten
