@@ -89,6 +89,7 @@ CANDIDATES: dict[str, dict] = {
     "L+heal400": {"heal_steps": 400, "max_steps": 1500},
     "L+heal75": {"heal_steps": 75},
     "L+heal250": {"heal_steps": 250},
+    "L+pb512": {"proxy_batch_size": 512},
     # neg_grad_retain (reads the retained data)
     "ngr": {"method": "neg_grad_retain"},
     "ngr+runner_up+heal": {"method": "neg_grad_retain", "forget_loss": "runner_up",
