@@ -22,31 +22,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from tune import split  # benchmarks/tune.py, beside this script
 
 import amnesiac
 import amnesiac.methods.l2ul as l2ul_module
 from amnesiac.methods.l2ul import L2UL
+from amnesiac.metrics import accuracy, predict_logits
+from amnesiac.ops.losses import other_max
 
 torch.set_num_threads(1)
-
-
-def split(k: int, seed: int) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-    """The forget set and the validation split of ``benchmarks/tune.py``."""
-    data = amnesiac.load_dataset("fashion-mnist")
-    forget = amnesiac.parse_forget(f"random:{k}:{seed}", data.train_y)
-    retain = amnesiac.retain_indices(len(data.train_y), forget)
-    perm = torch.randperm(len(retain), generator=torch.Generator().manual_seed(1000 + seed))
-    val = retain[perm[:5000]]
-    return (data.train_x[forget], data.train_y[forget]), (data.train_x[val], data.train_y[val])
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
-    was = model.training
-    model.eval()
-    pred = torch.cat([model(x[i : i + 1000]).argmax(1) for i in range(0, len(x), 1000)])
-    model.train(was)
-    return float((pred == y).float().mean()) * 100
 
 
 def invert(model: nn.Module, n: int, steps: int = 300, seed: int = 0) -> Tensor:
@@ -110,7 +94,10 @@ def same_class_mix(x: Tensor, y: Tensor, n: int, g: torch.Generator) -> Tensor:
 
 
 def run(probe: str, k: int, seed: int, steps: int = 450) -> None:
-    forget, val = split(k, seed)
+    data = amnesiac.load_dataset("fashion-mnist")
+    forget_idx, val_idx, _ = split(data.train_y, k, seed)
+    forget = (data.train_x[forget_idx], data.train_y[forget_idx])
+    val = (data.train_x[val_idx], data.train_y[val_idx])
     model = amnesiac.load_pretrained("fashion-mnist").model.eval()
     base = accuracy(model, *val)
     settings: dict[str, Any] = {}
@@ -120,12 +107,9 @@ def run(probe: str, k: int, seed: int, steps: int = 450) -> None:
 
         def loss(self: L2UL, m: nn.Module, d: Any, step: int) -> dict[str, Tensor]:
             if step % 10 == 1:
-                with torch.no_grad():
-                    was = m.training
-                    out = m.eval()(xf)
-                    m.train(was)
+                out = predict_logits(m, xf)
                 true = out.gather(1, yf[:, None]).squeeze(1)
-                other = out.scatter(1, yf[:, None], -math.inf).max(1).values
+                other = other_max(out, yf)
                 row = {"step": step - 1, "val_drop": round(base - accuracy(m, *val), 2),
                        "forget_acc": accuracy(m, xf, yf),
                        "min_margin": round(float((other - true).min()), 2)}

@@ -119,6 +119,15 @@ CANDIDATES: dict[str, dict] = {
 HERE = Path(__file__).parent
 
 
+def split(train_y: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """Training indices: ``k`` random instances to forget, the 5,000-instance validation split,
+    and the rest of the retained instances (methods never train on the validation split)."""
+    forget = amnesiac.parse_forget(f"random:{k}:{seed}", train_y)
+    retain = amnesiac.retain_indices(len(train_y), forget)
+    perm = torch.randperm(len(retain), generator=torch.Generator().manual_seed(1000 + seed))
+    return forget, retain[perm[:5000]], retain[perm[5000:]]
+
+
 def report(rows_path: Path = HERE / "tune_results.jsonl", out: Path = HERE / "VALIDATION.md"
            ) -> None:
     """Write the validation rows as one table per (k, seed), in the order they were run."""
@@ -168,11 +177,7 @@ def main() -> None:
     data = amnesiac.load_dataset("fashion-mnist")
     model = amnesiac.load_pretrained("fashion-mnist").model
     for seed in seeds:
-        forget = amnesiac.parse_forget(f"random:{k}:{seed}", data.train_y)
-        retain = amnesiac.retain_indices(len(data.train_y), forget)
-        g = torch.Generator().manual_seed(1000 + seed)
-        perm = torch.randperm(len(retain), generator=g)
-        val, rest = retain[perm[:5000]], retain[perm[5000:]]  # methods never train on val
+        forget, val, rest = split(data.train_y, k, seed)
         f = (data.train_x[forget], data.train_y[forget])
         v = (data.train_x[val], data.train_y[val])
         base = amnesiac.evaluate(model, forget=f, retain=v)
