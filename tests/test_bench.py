@@ -26,6 +26,20 @@ def test_grid_expansion_and_errors(tmp_path: Path) -> None:
     retrain = [c for c in grid.cells if c.method == "retrain"]
     assert len(retrain) == 1 and retrain[0].k == 8
     assert len({c.id for c in grid.cells}) == len(grid.cells)
+    common = tmp_path / "common.yaml"
+    common.write_text(
+        "dataset: digits\nks: [8]\nseeds: [0]\nsettings: {precision: bf16, lr: 0.5}\n"
+        "methods: [l2ul, {method: neg_grad, settings: {lr: 0.1}}]\n"
+    )
+    g = load_grid(common)
+    assert g.settings == {"precision": "bf16", "lr": 0.5}
+    by_method = {c.method: c.settings for c in g.cells}
+    assert by_method["l2ul"] == {"precision": "bf16", "lr": 0.5}
+    assert by_method["neg_grad"] == {"precision": "bf16", "lr": 0.1}  # the entry's own wins
+    assert by_method["speed"] == {"precision": "bf16"}  # measured at the grid's precision
+    common.write_text("dataset: digits\nks: [8]\nseeds: [0]\nsettings: [1]\nmethods: [l2ul]\n")
+    with pytest.raises(ValueError, match="settings must be a mapping"):
+        load_grid(common)
     bad = tmp_path / "bad.yaml"
     bad.write_text("dataset: digits\nmethods: [{label: x}]\n")
     with pytest.raises(ValueError, match=r"missing key .ks.*missing key .seeds."):
@@ -66,6 +80,7 @@ def test_digits_grid_end_to_end(tmp_path: Path, capsys) -> None:
     text = (tmp_path / "DIGITS_RESULTS.md").read_text()
     assert "amnesiac bench" in text and "do not edit by hand" in text
     assert "## Membership inference" in text and "## Frontier" in text
+    assert "The whole grid ran in one sitting" in text
     assert "## Continual unlearning" in text and "| 3 |" in text
     assert (tmp_path / "digits_continual_l2ul_seed0.png").stat().st_size > 1000
     continual = next(r for r in rows if r["kind"] == "continual")
@@ -220,3 +235,13 @@ def test_a_setting_added_later_counts_at_its_old_behaviour() -> None:
         recorded = cell_config(cell).to_dict()
         del recorded["forget_scale_k"]
         assert ran_with({"settings": recorded}, cell_settings(cell), "unlearn") is current
+
+
+def test_speed_probe_at_bf16_reports_the_speedup(tiny_model, digits) -> None:
+    from amnesiac.bench.speed import measure_speed
+
+    out = measure_speed(tiny_model, digits.train_x, batch=64, iters=2, eval_n=256, precision="bf16")
+    assert out["precision_speedup"] > 0 and out["pgd_efficiency"] > 0
+    assert "precision_speedup" not in measure_speed(
+        tiny_model, digits.train_x, batch=64, iters=2, eval_n=256
+    )

@@ -103,6 +103,26 @@ def test_float64(method: str, tiny_model, forget8, digits) -> None:
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_bf16_autocast_keeps_float32_weights(method: str, tiny_model, forget8, digits) -> None:
+    """precision="bf16" changes the computation (the weights differ from float32's) but not the
+    weights' dtype, and "forgotten" is still decided in float32."""
+    fp32 = run(method, tiny_model, forget8, digits, stop="budget").model.state_dict()
+    result = run(method, tiny_model, forget8, digits, stop="budget", precision="bf16")
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    assert any(not torch.equal(v, fp32[k]) for k, v in result.model.state_dict().items())
+    forget_acc = amnesiac.evaluate(result.model, forget=forget8)["forget_acc"]
+    assert result.forgotten == (forget_acc == 0.0)
+
+
+def test_precision_is_validated() -> None:
+    with pytest.raises(amnesiac.InvalidSettingsError, match="precision must be 'fp32' or 'bf16'"):
+        amnesiac.get_method("l2ul").config_cls(precision="fp16")  # type: ignore[arg-type]
+    with pytest.raises(amnesiac.InvalidSettingsError, match="precision must be"):
+        amnesiac.TrainRecipe(precision="half")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "retrain"])
 def test_zero_steps_returns_same_weights(method: str, tiny_model, forget8, digits) -> None:
     result = run(method, tiny_model, forget8, digits, max_steps=0)
@@ -293,6 +313,7 @@ def test_heal_steps_continue_past_the_first_forgotten_step(tiny_model, forget8) 
 def test_paper_preset_pins_every_setting(name: str) -> None:
     """A change of the defaults must never change what ``preset="paper"`` runs."""
     info = amnesiac.get_method(name)
-    free = {"seed", "objective", "eval_batch_size", "pgd_batch_size"}  # user's, or speed only
+    # the user's, or speed only
+    free = {"seed", "objective", "eval_batch_size", "pgd_batch_size", "precision"}
     pinned = set(info.cls.presets["paper"])
     assert {f.name for f in dataclasses.fields(info.config_cls)} - pinned == free

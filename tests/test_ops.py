@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from amnesiac.errors import AmnesiacError, InvalidSettingsError
 from amnesiac.ops import (
+    autocast,
     importance_penalty,
     mas_importance,
     normalize_importance,
@@ -626,6 +627,24 @@ def test_mas_follows_the_model_dtype() -> None:
     model = _bn_net(torch.float32)
     omega = mas_importance(model, _inputs(6, dtype=torch.float32))
     assert all(value.dtype == torch.float32 for value in omega.values())
+
+
+def test_mas_runs_in_float32_under_autocast() -> None:
+    model = _bn_net(torch.float32)
+    x = _inputs(6, dtype=torch.float32)
+    with autocast("bf16", "cpu"):
+        omega = mas_importance(model, x, batch_size=3)
+    _assert_dicts_close(omega, mas_importance(model, x, batch_size=3))
+
+
+def test_autocast_contexts() -> None:
+    a, b = torch.randn(4, 4), torch.randn(4, 4)
+    with autocast("fp32", "cpu"):
+        assert (a @ b).dtype == torch.float32
+    with autocast("bf16", "cpu"):
+        assert (a @ b).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="precision must be"):
+        autocast("fp16", "cpu")
 
 
 def test_mas_unused_parameter_gets_zeros() -> None:

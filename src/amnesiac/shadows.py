@@ -53,7 +53,8 @@ def shadow_key(data: Splits, arch: str, recipe: TrainRecipe, seed: int) -> str:
         "n": len(data.train_y),
         "labels": labels,
         "arch": arch,
-        "recipe": recipe.to_dict(),
+        # float32 shadows keep the keys they had before the recipe had a precision
+        "recipe": {k: v for k, v in recipe.to_dict().items() if (k, v) != ("precision", "fp32")},
         "seed": seed,
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]

@@ -65,6 +65,8 @@ class Grid:
         workers: Cells run at once, each in its own process with an equal share of the torch
             threads (the speed cell always runs alone first).
         shadows: Shadow models of the LiRA audit (0 when no cell is audited).
+        settings: Settings given to every cell (under each entry's own), e.g.
+            ``{"precision": "bf16"}``; its ``precision`` also trains the LiRA shadow models.
     """
 
     name: str
@@ -77,6 +79,7 @@ class Grid:
     path: Path = Path(".")
     workers: int = 1
     shadows: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
@@ -97,6 +100,10 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
         raise InvalidSettingsError(f"grid file {path}: " + "; ".join(problems))
     dataset, model = str(spec["dataset"]), str(spec.get("model", "shipped"))
     cells: list[Cell] = []
+    common = spec.get("settings") or {}
+    if not isinstance(common, dict):
+        problems.append(f"settings must be a mapping of setting names to values, got {common!r}")
+        common = {}
     audit = spec.get("audit") or {}
     if not isinstance(audit, dict) or set(audit) - {"ks", "seeds", "shadows"}:
         problems.append("audit must be a mapping with keys among 'ks', 'seeds' and 'shadows'")
@@ -107,7 +114,11 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
     if not isinstance(shadows, int) or shadows == 1 or shadows < 0:
         problems.append(f"audit.shadows must be 0 (no LiRA) or at least 2, got {shadows!r}")
     if spec.get("speed", True):
-        cells.append(Cell("speed", "speed", None, {}, 0, 0, dataset, model, kind="speed"))
+        # measured at the grid's precision (part of the id, so a change remeasures it)
+        speed_settings = {"precision": common["precision"]} if "precision" in common else {}
+        cells.append(
+            Cell("speed", "speed", None, speed_settings, 0, 0, dataset, model, kind="speed")
+        )
     for i, entry in enumerate(spec["methods"]):
         if isinstance(entry, str):
             entry = {"method": entry}
@@ -127,7 +138,7 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
                         label,
                         str(entry["method"]),
                         entry.get("preset"),
-                        dict(entry.get("settings", {}) or {}),
+                        {**common, **(entry.get("settings", {}) or {})},
                         int(k),
                         int(seed),
                         dataset,
@@ -154,7 +165,7 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
                     str(entry.get("label", entry["method"])),
                     str(entry["method"]),
                     entry.get("preset"),
-                    dict(entry.get("settings", {}) or {}),
+                    {**common, **(entry.get("settings", {}) or {})},
                     int(entry["per_round"]),
                     int(seed),
                     dataset,
@@ -181,4 +192,5 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
         path=path,
         workers=workers,
         shadows=shadows,
+        settings=dict(common),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 import statistics
 import time
@@ -252,7 +253,27 @@ def _completion(grid: Grid, rows: list[dict[str, Any]]) -> list[str]:
         )
     if stamps:
         out.append(f"- First row {stamps[0]}, last row {stamps[-1]} (UTC)")
+    starts = sorted({r["grid_started"] for r in rows if "grid_started" in r})
+    if len(starts) == 1 and len(stamps) == len(rows) and not missing:
+        minutes = (_parse_utc(stamps[-1]) - _parse_utc(starts[0])) / 60
+        out.append(
+            f"- **The whole grid ran in one sitting: {minutes:.1f} min** from the command's "
+            f"start ({starts[0]}) to its last row, shadow models included"
+        )
+    elif starts:
+        out.append(
+            f"- The rows come from {len(starts)} runs of the command (resumed or partly rerun), "
+            "so no single wall time is given; see the summed cell times"
+        )
     return out
+
+
+def _parse_utc(stamp: str) -> float:
+    return (
+        datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")
+        .replace(tzinfo=datetime.UTC)
+        .timestamp()
+    )
 
 
 def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Path:

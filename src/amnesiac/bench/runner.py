@@ -98,7 +98,9 @@ class _Context:
         return amnesiac.train_shadows(
             self.data,
             str(self.meta["arch"]),
-            amnesiac.TrainRecipe(**recipe),
+            amnesiac.TrainRecipe(
+                **{**recipe, "precision": self.grid.settings.get("precision", "fp32")}
+            ),
             n=self.grid.shadows,
             progress=progress,
         )
@@ -236,7 +238,14 @@ def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
     }
     try:
         if cell.kind == "speed":
-            row.update(status="ok", **measure_speed(ctx.model, ctx.data.train_x))
+            row.update(
+                status="ok",
+                **measure_speed(
+                    ctx.model,
+                    ctx.data.train_x,
+                    precision=str(cell.settings.get("precision", "fp32")),
+                ),
+            )
             return row
         if cell.kind == "continual":
             config = cell_config(cell)
@@ -320,8 +329,11 @@ def run_grid(
 
     ``workers`` (default: the grid's) cells run at once, each in a process of its own with
     ``threads // workers`` torch threads; rows are appended as cells finish. The speed cell
-    measures throughput, so it always runs first and alone.
+    measures throughput, so it always runs first and alone. Every row records when this call
+    started (``grid_started``), so the report can tell the wall time of a grid run in one
+    sitting, shadow models included.
     """
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results = results or grid.path.parent / grid.results
     workers = grid.workers if workers is None else workers
     if workers < 1:
@@ -339,6 +351,7 @@ def run_grid(
         try:
             for row in _rows(grid, todo, workers):
                 row["workers"] = workers
+                row["grid_started"] = started
                 append_row(results, row)
                 bar.set_postfix_str(f"{row['label']} k={row['k']} seed={row['seed']}")
                 bar.update()
@@ -363,6 +376,9 @@ def _rows(grid: Grid, todo: list[Cell], workers: int) -> Iterator[dict[str, Any]
         for cell in speed:
             yield run_cell(ctx, cell)
         del ctx
+    # longest first, so that no long cell ends the grid with the other workers idle: methods
+    # that train from scratch, then the most forget instances (steps and batches grow with k)
+    rest.sort(key=lambda c: (_is_iterative(c.method), -c.k * max(c.rounds, 1)))
     threads = max(1, torch.get_num_threads() // workers)
     # spawn, not fork: a forked child of a process that already ran OpenMP threads can hang
     spawn = multiprocessing.get_context("spawn")
@@ -372,6 +388,13 @@ def _rows(grid: Grid, todo: list[Cell], workers: int) -> Iterator[dict[str, Any]
         futures = [pool.submit(_run_in_worker, cell) for cell in rest]
         for future in as_completed(futures):
             yield future.result()
+
+
+def _is_iterative(method: str) -> bool:
+    try:
+        return amnesiac.get_method(method).cls.iterative
+    except amnesiac.UnknownNameError:
+        return True  # its cell records the error
 
 
 _WORKER_CONTEXT: _Context | None = None

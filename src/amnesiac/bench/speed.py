@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 import amnesiac
-from amnesiac.ops import pgd_l2
+from amnesiac.ops import autocast, pgd_l2
 
 
 def _rate(fn: Any, n_items: int, repeats: int = 3) -> float:
@@ -24,28 +24,45 @@ def _rate(fn: Any, n_items: int, repeats: int = 3) -> float:
 
 
 def measure_speed(
-    model: nn.Module, x: Tensor, *, batch: int = 1024, iters: int = 5, eval_n: int = 8192
+    model: nn.Module,
+    x: Tensor,
+    *,
+    batch: int = 1024,
+    iters: int = 5,
+    eval_n: int = 8192,
+    precision: str = "fp32",
 ) -> dict[str, float]:
     """PGD and evaluation throughput against plain passes of the same model and batch size.
 
     Returns ``pgd_efficiency`` = (examples x iterations / s of :func:`pgd_l2`) / (examples / s of
-    a plain forward+backward pass), and ``eval_efficiency`` = (examples / s of
-    :func:`amnesiac.evaluate`) / (examples / s of plain inference).
+    a plain forward+backward pass), both at ``precision`` (the grid's), and ``eval_efficiency`` =
+    (examples / s of :func:`amnesiac.evaluate`) / (examples / s of plain inference), both in
+    float32 (evaluation always is). With ``precision="bf16"`` also ``precision_speedup``: the
+    plain forward+backward pass under bfloat16 autocast against float32.
     """
     m = copy.deepcopy(model).eval()
     xb = x[:batch]
     target = torch.zeros(len(xb), dtype=torch.long)
 
-    def plain_fwd_bwd() -> None:
+    def plain_fwd_bwd(precision: str = precision) -> None:
         for _ in range(iters):
             inp = xb.clone().requires_grad_(True)
-            loss = nn.functional.cross_entropy(m(inp), target, reduction="sum")
+            with autocast(precision, xb.device.type):
+                loss = nn.functional.cross_entropy(m(inp), target, reduction="sum")
             torch.autograd.grad(loss, inp)
 
     def pgd() -> None:
-        pgd_l2(
-            m, xb, target, eps=2.0, step_size=0.1, steps=iters, random_start=False, batch_size=batch
-        )
+        with autocast(precision, xb.device.type):
+            pgd_l2(
+                m,
+                xb,
+                target,
+                eps=2.0,
+                step_size=0.1,
+                steps=iters,
+                random_start=False,
+                batch_size=batch,
+            )
 
     xe = x[:eval_n]
     ye = torch.zeros(len(xe), dtype=torch.long)
@@ -62,6 +79,9 @@ def measure_speed(
     pg = _rate(pgd, len(xb) * iters)
     inf = _rate(plain_infer, len(xe))
     ev = _rate(evaluate, len(xe))
+    extra = {}
+    if precision != "fp32":
+        extra["precision_speedup"] = fb / _rate(lambda: plain_fwd_bwd("fp32"), len(xb) * iters)
     return {
         "fwd_bwd_per_s": fb,
         "pgd_example_iters_per_s": pg,
@@ -70,4 +90,5 @@ def measure_speed(
         "evaluate_per_s": ev,
         "eval_efficiency": ev / inf,
         "speed_batch": float(batch),
+        **extra,
     }

@@ -190,8 +190,8 @@ PAPER_PRESET: dict[str, Any] = {
 
 @torch.no_grad()
 def _outputs(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
-    """``model``'s logits on ``x`` in batches, without gradients."""
-    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    """``model``'s logits on ``x`` in batches, without gradients, in float32."""
+    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).float()
 
 
 @register

@@ -47,6 +47,7 @@ class RetrainConfig(UnlearnConfig):
             flip=self.flip,
             warmup=self.warmup,
             seed=self.seed,
+            precision=self.precision,
         )
 
     def problems(self) -> list[str]:

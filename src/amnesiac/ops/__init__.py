@@ -3,15 +3,18 @@
 * :mod:`amnesiac.ops.pgd`: L2 PGD adversarial examples and attack targets.
 * :mod:`amnesiac.ops.importance`: MAS parameter importance and the weighted quadratic penalty.
 * :mod:`amnesiac.ops.proxy`: proxy inputs made from the forget set (shifts, flips, mixtures).
+* :mod:`amnesiac.ops.precision`: the autocast context of a ``precision`` setting.
 * :mod:`amnesiac.ops.shrink`: the smallest fraction of an update that still meets the objective.
 """
 
 from amnesiac.ops.importance import importance_penalty, mas_importance, normalize_importance
 from amnesiac.ops.pgd import paper_targets, pgd_l2, random_targets
+from amnesiac.ops.precision import autocast
 from amnesiac.ops.proxy import forget_proxies, shift_images
 from amnesiac.ops.shrink import shrink_update
 
 __all__ = [
+    "autocast",
     "forget_proxies",
     "importance_penalty",
     "mas_importance",

@@ -70,8 +70,9 @@ def mas_importance(
     statistics, so every sample is scored on its own. Only batch-norm layers change mode; dropout
     and the rest stay in eval mode so the estimate is deterministic.
 
-    The caller's model is not changed: the work is done on a ``copy.deepcopy``, so its mode, its
-    BatchNorm running statistics and its parameters' ``.grad`` stay as they were.
+    Runs in float32 even under :func:`torch.autocast`. The caller's model is not changed: the work
+    is done on a ``copy.deepcopy``, so its mode, its BatchNorm running statistics and its
+    parameters' ``.grad`` stay as they were.
 
     Args:
         model: Classifier returning logits of shape (B, C).
@@ -116,7 +117,9 @@ def mas_importance(
     omega = {name: torch.zeros_like(p) for name, p in trainable.items()}
     device = next(iter(trainable.values())).device if trainable else x.device
 
-    with torch.enable_grad():
+    # float32 whatever the caller's autocast: the estimate is cheap (it reads only x), and
+    # per-sample gradients (torch.func) do not run under autocast
+    with torch.enable_grad(), torch.autocast(device.type, enabled=False):
         for lo in range(0, x.shape[0], batch_size):
             batch = x[lo : lo + batch_size].detach().to(device)
             if use_per_sample:

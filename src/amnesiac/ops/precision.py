@@ -1,0 +1,22 @@
+"""Mixed precision: the autocast context of a ``precision`` setting."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+
+def autocast(precision: str, device_type: str) -> contextlib.AbstractContextManager[Any]:
+    """The context that runs a forward (and its backward) pass at ``precision``.
+
+    ``"fp32"``: no autocast. ``"bf16"``: :func:`torch.autocast` with bfloat16 on ``device_type``
+    (``"cpu"``, ``"cuda"``, ...); weights stay float32 and ops that need range (softmax,
+    losses) run in float32 (PyTorch's autocast op lists).
+    """
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision != "bf16":
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
