@@ -13,6 +13,7 @@ from torch import nn
 import amnesiac
 from amnesiac.data import Splits
 from amnesiac.methods.base import registered
+from amnesiac.models import create_model
 
 METHODS = sorted(registered())
 
@@ -114,6 +115,22 @@ def test_bf16_autocast_keeps_float32_weights(method: str, tiny_model, forget8, d
     assert any(not torch.equal(v, fp32[k]) for k, v in result.model.state_dict().items())
     forget_acc = amnesiac.evaluate(result.model, forget=forget8)["forget_acc"]
     assert result.forgotten == (forget_acc == 0.0)
+
+
+def test_bf16_training_inside_a_callers_autocast_uses_the_updated_weights(digits) -> None:
+    """Autocast caches the bfloat16 copies of the weights for its outermost region; training
+    inside one (retrain's prepare) must not keep using the first step's weights."""
+    recipe = amnesiac.TrainRecipe(
+        epochs=3, batch_size=64, lr=0.05, crop_padding=0, flip=False, precision="bf16"
+    )
+    accs = []
+    for outer in (False, True):
+        torch.manual_seed(0)
+        model = create_model("cnn", in_channels=1, num_classes=10, mean=digits.mean, std=digits.std)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=outer):
+            amnesiac.train_classifier(model, digits.train_x, digits.train_y, recipe)
+        accs.append(amnesiac.evaluate(model, test=digits.test())["test_acc"])
+    assert accs[0] > 85.0 and accs[1] > 85.0, accs
 
 
 def test_precision_is_validated() -> None:
@@ -274,6 +291,14 @@ def test_evaluate_accepts_datasets_and_pairs(tiny_model, digits) -> None:
     assert a["retain_acc"] == pytest.approx(
         amnesiac.evaluate(tiny_model, retain=digits.train())["retain_acc"]
     )
+
+
+def test_evaluate_refuses_a_model_with_nonfinite_outputs(tiny_model, digits) -> None:
+    broken = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        next(broken.parameters()).fill_(float("inf"))
+    with pytest.raises(amnesiac.DivergenceError, match=r"NaN or infinite logits on \d+ of 20 test"):
+        amnesiac.evaluate(broken, test=(digits.test_x[:20], digits.test_y[:20]))
 
 
 def test_shipped_digits_model_forgets_eight_with_l2ul(digits) -> None:

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 # importing the package registers every method
 import amnesiac.methods  # noqa: F401
 from amnesiac.data.tensors import as_tensors
-from amnesiac.errors import InvalidForgetSetError, InvalidSettingsError
+from amnesiac.errors import DivergenceError, InvalidForgetSetError, InvalidSettingsError
 from amnesiac.methods.base import (
     MethodInfo,
     UnlearnConfig,
@@ -201,6 +201,10 @@ def evaluate(
     membership-inference attacks of :mod:`amnesiac.metrics.mia` are added from the same outputs:
     ``mia_loss_member_rate``, ``mia_loss_auc``, ``mia_loss_attack_auc`` and their
     ``mia_entropy_`` counterparts. The model's mode is restored; no gradients are computed.
+
+    Raises:
+        DivergenceError: The model outputs NaN or infinite logits on some input (its
+            accuracy would mean nothing).
     """
     if membership and (forget is None or retain is None or test is None):
         raise ValueError(
@@ -214,6 +218,13 @@ def evaluate(
             continue
         x, y = as_tensors(data, name=key)
         logits = predict_logits(model, x, batch_size=batch_size)
+        bad = int((~torch.isfinite(logits).all(1)).sum())
+        if bad:
+            raise DivergenceError(
+                f"the model outputs NaN or infinite logits on {bad} of {len(x)} {key} inputs, "
+                "so its accuracy is undefined; it is broken (e.g. diverged training), not "
+                "evaluable"
+            )
         outputs[key] = (logits, y)
         out[f"{key}_acc"] = accuracy_from_logits(logits, y)
         if key == "forget" and targets is not None:

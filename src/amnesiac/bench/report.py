@@ -253,17 +253,25 @@ def _completion(grid: Grid, rows: list[dict[str, Any]]) -> list[str]:
         )
     if stamps:
         out.append(f"- First row {stamps[0]}, last row {stamps[-1]} (UTC)")
-    starts = sorted({r["grid_started"] for r in rows if "grid_started" in r})
-    if len(starts) == 1 and len(stamps) == len(rows) and not missing:
-        minutes = (_parse_utc(stamps[-1]) - _parse_utc(starts[0])) / 60
+    runs: dict[str, list[float]] = defaultdict(list)
+    exact: dict[str, bool] = defaultdict(lambda: True)
+    for r in rows:
+        if "grid_started" not in r or "time" not in r:
+            continue
+        if "finished" in r:
+            end = _parse_utc(r["finished"])
+        else:  # rows from before "finished" was recorded: their start plus the unlearning
+            end = _parse_utc(r["time"]) + float((r.get("seconds") or {}).get("wall", 0.0))
+            exact[r["grid_started"]] = False
+        runs[r["grid_started"]].append(end)
+    for start, ends in sorted(runs.items()):
+        minutes = (max(ends) - _parse_utc(start)) / 60
+        what = "the whole grid" if len(ends) == len(rows) and not missing else "its cells"
+        took = f"{minutes:.1f} min" if exact[start] else f"at least {minutes:.1f} min"
         out.append(
-            f"- **The whole grid ran in one sitting: {minutes:.1f} min** from the command's "
-            f"start ({starts[0]}) to its last row, shadow models included"
-        )
-    elif starts:
-        out.append(
-            f"- The rows come from {len(starts)} runs of the command (resumed or partly rerun), "
-            "so no single wall time is given; see the summed cell times"
+            f"- **A run of the command started {start} ran {len(ends)} of these cells: "
+            f"{took}** from its start to its last cell's end ({what}, shadow models and the "
+            "speed cell included)"
         )
     return out
 

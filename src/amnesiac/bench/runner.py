@@ -352,6 +352,7 @@ def run_grid(
             for row in _rows(grid, todo, workers):
                 row["workers"] = workers
                 row["grid_started"] = started
+                row["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                 append_row(results, row)
                 bar.set_postfix_str(f"{row['label']} k={row['k']} seed={row['seed']}")
                 bar.update()
