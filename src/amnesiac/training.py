@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from amnesiac.errors import DivergenceError, InvalidSettingsError
-from amnesiac.ops.precision import autocast
+from amnesiac.ops.precision import PRECISIONS, autocast
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class TrainRecipe:
             problems.append(f"crop_padding must be >= 0, got {self.crop_padding}")
         if not 0 <= self.warmup < 1:
             problems.append(f"warmup must be in [0, 1), got {self.warmup}")
-        if self.precision not in ("fp32", "bf16"):
+        if self.precision not in PRECISIONS:
             problems.append(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if problems:
             raise InvalidSettingsError("; ".join(problems))

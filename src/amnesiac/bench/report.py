@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 
 from amnesiac._io import atomic_write_text
 from amnesiac.bench.grid import Grid
-from amnesiac.bench.runner import cpu_name
+from amnesiac.bench.runner import STAMP_FORMAT, cpu_name
 from amnesiac.continual import plot_continual
 
 
@@ -277,11 +277,7 @@ def _completion(grid: Grid, rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _parse_utc(stamp: str) -> float:
-    return (
-        datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")
-        .replace(tzinfo=datetime.UTC)
-        .timestamp()
-    )
+    return datetime.datetime.strptime(stamp, STAMP_FORMAT).replace(tzinfo=datetime.UTC).timestamp()
 
 
 def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Path:

@@ -233,7 +233,7 @@ def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
         "dataset": cell.dataset,
         "model": cell.model,
         "retain_eval_size": ctx.grid.retain_eval_size,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "time": utc_now(),
         **environment(),
     }
     try:
@@ -333,7 +333,7 @@ def run_grid(
     started (``grid_started``), so the report can tell the wall time of a grid run in one
     sitting, shadow models included.
     """
-    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    started = utc_now()
     results = results or grid.path.parent / grid.results
     workers = grid.workers if workers is None else workers
     if workers < 1:
@@ -352,7 +352,7 @@ def run_grid(
             for row in _rows(grid, todo, workers):
                 row["workers"] = workers
                 row["grid_started"] = started
-                row["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                row["finished"] = utc_now()
                 append_row(results, row)
                 bar.set_postfix_str(f"{row['label']} k={row['k']} seed={row['seed']}")
                 bar.update()
@@ -389,6 +389,14 @@ def _rows(grid: Grid, todo: list[Cell], workers: int) -> Iterator[dict[str, Any]
         futures = [pool.submit(_run_in_worker, cell) for cell in rest]
         for future in as_completed(futures):
             yield future.result()
+
+
+STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def utc_now() -> str:
+    """The time now in UTC, as the rows record it (``STAMP_FORMAT``)."""
+    return time.strftime(STAMP_FORMAT, time.gmtime())
 
 
 def _is_iterative(method: str) -> bool:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from amnesiac._names import suggest
 from amnesiac.errors import DivergenceError, InvalidSettingsError, UnknownNameError
-from amnesiac.ops.precision import autocast
+from amnesiac.ops.precision import PRECISIONS, autocast
 from amnesiac.ops.shrink import shrink_update
 
 logger = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class UnlearnConfig:
             out.append(f"bn_mode must be 'train' or 'eval', got {self.bn_mode!r}")
         if self.stop not in ("forgotten", "budget"):
             out.append(f"stop must be 'forgotten' or 'budget', got {self.stop!r}")
-        if self.precision not in ("fp32", "bf16"):
+        if self.precision not in PRECISIONS:
             out.append(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         return out
 

@@ -7,6 +7,9 @@ from typing import Any
 
 import torch
 
+#: The values of every ``precision`` setting.
+PRECISIONS = ("fp32", "bf16")
+
 
 def autocast(precision: str, device_type: str) -> contextlib.AbstractContextManager[Any]:
     """The context that runs a forward (and its backward) pass at ``precision``.
@@ -17,6 +20,6 @@ def autocast(precision: str, device_type: str) -> contextlib.AbstractContextMana
     """
     if precision == "fp32":
         return contextlib.nullcontext()
-    if precision != "bf16":
+    if precision not in PRECISIONS:
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
