@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from amnesiac.errors import DivergenceError, InvalidSettingsError
+from amnesiac.ops.layout import to_channels_last, to_contiguous
 from amnesiac.ops.precision import PRECISIONS, autocast
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,8 @@ def train_classifier(
         DivergenceError: The loss became NaN or infinite.
     """
     gen = torch.Generator().manual_seed(recipe.seed)
+    if len(x):
+        to_channels_last(model, x[:1])  # speed only; back to the default layout at the end
     params_decay = [p for p in model.parameters() if p.ndim > 1]
     params_other = [p for p in model.parameters() if p.ndim <= 1]
     opt = torch.optim.SGD(
@@ -192,5 +195,6 @@ def train_classifier(
             logger.info("epoch %d/%d loss %.4f %s", epoch + 1, recipe.epochs, running, shown or "")
     finally:
         bar.close()
+        to_contiguous(model)
     model.eval()
     return model

@@ -345,6 +345,16 @@ def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Pat
             f"{s['eval_efficiency']:.2f} ({s['evaluate_per_s']:.0f} against "
             f"{s['infer_per_s']:.0f} images/s of plain inference)."
         )
+        gains = [
+            f"{what} {s[key]:.2f}x"
+            for key, what in (
+                ("precision_speedup", "bfloat16 autocast against float32"),
+                ("layout_speedup", "channels-last storage against the default layout"),
+            )
+            if key in s
+        ]
+        if gains:
+            lines.append("A plain forward+backward pass gets faster with " + "; ".join(gains) + ".")
         lines.append("")
     if summary:
         lines += [

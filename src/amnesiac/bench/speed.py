@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 import amnesiac
-from amnesiac.ops import autocast, pgd_l2
+from amnesiac.ops import autocast, pgd_l2, to_channels_last
 
 
 def _rate(fn: Any, n_items: int, repeats: int = 3) -> float:
@@ -38,13 +38,17 @@ def measure_speed(
     a plain forward+backward pass), both at ``precision`` (the grid's), and ``eval_efficiency`` =
     (examples / s of :func:`amnesiac.evaluate`) / (examples / s of plain inference), both in
     float32 (evaluation always is). With ``precision="bf16"`` also ``precision_speedup``: the
-    plain forward+backward pass under bfloat16 autocast against float32.
+    plain forward+backward pass under bfloat16 autocast against float32. Every pass runs in the
+    layout the library uses (channels-last where it applies, :mod:`amnesiac.ops.layout`);
+    ``layout_speedup`` is the plain forward+backward pass in that layout against the default one.
     """
+    plain = copy.deepcopy(model).eval()
     m = copy.deepcopy(model).eval()
     xb = x[:batch]
+    to_channels_last(m, xb[:1])
     target = torch.zeros(len(xb), dtype=torch.long)
 
-    def plain_fwd_bwd(precision: str = precision) -> None:
+    def plain_fwd_bwd(precision: str = precision, m: nn.Module = m) -> None:
         for _ in range(iters):
             inp = xb.clone().requires_grad_(True)
             with autocast(precision, xb.device.type):
@@ -79,7 +83,7 @@ def measure_speed(
     pg = _rate(pgd, len(xb) * iters)
     inf = _rate(plain_infer, len(xe))
     ev = _rate(evaluate, len(xe))
-    extra = {}
+    extra = {"layout_speedup": fb / _rate(lambda: plain_fwd_bwd(m=plain), len(xb) * iters)}
     if precision != "fp32":
         extra["precision_speedup"] = fb / _rate(lambda: plain_fwd_bwd("fp32"), len(xb) * iters)
     return {

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from amnesiac._names import suggest
 from amnesiac.errors import DivergenceError, InvalidSettingsError, UnknownNameError
+from amnesiac.ops.layout import to_channels_last, to_contiguous
 from amnesiac.ops.precision import PRECISIONS, autocast
 from amnesiac.ops.shrink import shrink_update
 
@@ -302,6 +303,10 @@ class Unlearner:
             p.requires_grad_(True)
             p.grad = None
         work.eval()
+        # speed only: both copies store their convolutions channels-last while the method runs
+        probe = data.forget_x[:1]
+        to_channels_last(original, probe)
+        to_channels_last(work, probe)
         device_type = next(work.parameters()).device.type
         with autocast(cfg.precision, device_type):
             self.prepare(work, original, data)
@@ -367,6 +372,7 @@ class Unlearner:
                     ),
                     steps=cfg.shrink_steps,
                 )
+        to_contiguous(work)
         for p in work.parameters():
             p.requires_grad_(True)
         check_finite(work, self.name)

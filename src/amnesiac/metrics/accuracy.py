@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from amnesiac.ops.layout import channels_last_copy
+
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, x: Tensor, *, batch_size: int = 1024) -> Tensor:
@@ -13,13 +15,15 @@ def predict_logits(model: nn.Module, x: Tensor, *, batch_size: int = 1024) -> Te
     Shape:
         ``x``: ``(N, C, H, W)``; returns ``(N, num_classes)`` on ``x``'s device.
     """
+    device = next((p.device for p in model.parameters()), x.device)
+    dtype = next((p.dtype for p in model.parameters()), x.dtype)
     was_training = model.training
     model.eval()
     try:
-        device = next((p.device for p in model.parameters()), x.device)
-        dtype = next((p.dtype for p in model.parameters()), x.dtype)
+        # a channels-last copy when that layout applies (speed only; ``model`` is not changed)
+        fast = channels_last_copy(model, x[:1].to(device=device, dtype=dtype)) if len(x) else model
         outs = [
-            model(x[i : i + batch_size].to(device=device, dtype=dtype))
+            fast(x[i : i + batch_size].to(device=device, dtype=dtype))
             for i in range(0, len(x), batch_size)
         ]
     finally:

@@ -4,10 +4,12 @@
 * :mod:`amnesiac.ops.importance`: MAS parameter importance and the weighted quadratic penalty.
 * :mod:`amnesiac.ops.proxy`: proxy inputs made from the forget set (shifts, flips, mixtures).
 * :mod:`amnesiac.ops.precision`: the autocast context of a ``precision`` setting.
+* :mod:`amnesiac.ops.layout`: channels-last storage of a model's convolutions (speed only).
 * :mod:`amnesiac.ops.shrink`: the smallest fraction of an update that still meets the objective.
 """
 
 from amnesiac.ops.importance import importance_penalty, mas_importance, normalize_importance
+from amnesiac.ops.layout import channels_last_copy, to_channels_last, to_contiguous
 from amnesiac.ops.pgd import paper_targets, pgd_l2, random_targets
 from amnesiac.ops.precision import autocast
 from amnesiac.ops.proxy import forget_proxies, shift_images
@@ -15,6 +17,7 @@ from amnesiac.ops.shrink import shrink_update
 
 __all__ = [
     "autocast",
+    "channels_last_copy",
     "forget_proxies",
     "importance_penalty",
     "mas_importance",
@@ -24,4 +27,6 @@ __all__ = [
     "random_targets",
     "shift_images",
     "shrink_update",
+    "to_channels_last",
+    "to_contiguous",
 ]

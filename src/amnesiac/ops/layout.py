@@ -1,0 +1,53 @@
+"""Memory layout: channels-last convolutions, the faster layout for oneDNN (CPU) and cuDNN.
+
+Measured on this project's CPU (ResNet-20, 28x28 inputs, one thread): a forward+backward pass at
+batch 160 is 1.4x faster under bfloat16 autocast and 1.2x faster in float32, and float32
+inference at batch 1024 1.36x faster, with the same values up to rounding.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+
+def to_channels_last(model: nn.Module, probe: Tensor) -> bool:
+    """Store ``model``'s 4-D parameters and buffers channels-last, in place, and return whether
+    it did.
+
+    Only the strides change, never a value. Models without 4-D parameters are left alone, and so
+    is a model whose forward pass on ``probe`` fails in that layout (e.g. it calls ``.view`` on a
+    feature map); the probe runs in eval mode without gradients, so no BatchNorm statistic moves,
+    and the model's train/eval mode is restored.
+    """
+    if not any(p.ndim == 4 for p in model.parameters()):
+        return False
+    model.to(memory_format=torch.channels_last)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(probe)
+    except RuntimeError:
+        to_contiguous(model)
+        return False
+    finally:
+        model.train(was_training)
+    return True
+
+
+def to_contiguous(model: nn.Module) -> nn.Module:
+    """Store ``model``'s tensors in the default contiguous layout again, in place (what
+    ``state_dict`` consumers such as safetensors expect); returns ``model``."""
+    return model.to(memory_format=torch.contiguous_format)
+
+
+def channels_last_copy(model: nn.Module, probe: Tensor) -> nn.Module:
+    """A channels-last copy of ``model`` for inference, or ``model`` itself where that layout
+    does not apply (see :func:`to_channels_last`); ``model`` is never changed."""
+    if not any(p.ndim == 4 for p in model.parameters()):
+        return model
+    fast = copy.deepcopy(model)
+    return fast if to_channels_last(fast, probe) else model
