@@ -50,13 +50,16 @@ def snapshot(model: nn.Module) -> dict[str, Any]:
         "requires_grad": [p.requires_grad for p in model.parameters()],
         "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
         "hooks": len(model._forward_hooks),
+        "contiguous": [t.is_contiguous() for t in model.state_dict().values()],
     }
 
 
 def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     if a["training"] != b["training"] or a["requires_grad"] != b["requires_grad"]:
         return False
-    if a["hooks"] != b["hooks"] or a["state"].keys() != b["state"].keys():
+    if a["hooks"] != b["hooks"] or a["contiguous"] != b["contiguous"]:
+        return False
+    if a["state"].keys() != b["state"].keys():
         return False
     if not all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"]):
         return False
@@ -78,6 +81,8 @@ def test_contract(method: str, tiny_model, forget8, digits) -> None:
     assert result.model is not model
     assert not result.model.training
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    # back in the default layout (the steps run channels-last), as safetensors needs
+    assert all(t.is_contiguous() for t in result.model.state_dict().values())
     assert result.method == method
     assert result.stopped_by in {"forgotten", "max_steps", "complete"}
     if result.stopped_by == "max_steps":

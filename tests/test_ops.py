@@ -13,15 +13,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
+import amnesiac
 from amnesiac.errors import AmnesiacError, InvalidSettingsError
+from amnesiac.metrics import predict_logits
 from amnesiac.ops import (
     autocast,
+    channels_last_copy,
     importance_penalty,
     mas_importance,
     normalize_importance,
     paper_targets,
     pgd_l2,
     random_targets,
+    to_channels_last,
+    to_contiguous,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -826,3 +831,88 @@ def test_shrink_update_finds_the_smallest_fraction_that_still_forgets() -> None:
     assert shrink_update(original, model, forgotten, steps=0)[1] == 1.0
     with pytest.raises(ValueError, match="does not hold"):
         shrink_update(original, original, forgotten)
+
+
+# --------------------------------------------------------------------------------------------
+# Layout: channels-last storage changes strides, never values
+# --------------------------------------------------------------------------------------------
+
+
+class _ViewsFeatureMap(nn.Module):
+    """A conv net that flattens its feature map with ``.view``: fails in channels-last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.bn(self.conv(x))
+        return self.fc(h.view(h.size(0), -1))
+
+
+def _conv_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 10),
+    ).eval()
+
+
+def test_channels_last_changes_strides_not_values(digits: tuple[Tensor, Tensor]) -> None:
+    x = digits[0][:64]
+    model = _conv_net()
+    state = copy.deepcopy(model.state_dict())
+    expected = model(x)
+    assert to_channels_last(model, x[:1])
+    assert model[3].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not model[3].weight.is_contiguous()
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    torch.testing.assert_close(model(x), expected)
+    to_contiguous(model)
+    assert all(t.is_contiguous() for t in model.state_dict().values())
+
+
+def test_channels_last_falls_back_where_the_forward_needs_the_default_layout(
+    digits: tuple[Tensor, Tensor],
+) -> None:
+    x = digits[0][:16]
+    model = _ViewsFeatureMap().train()
+    with pytest.raises(RuntimeError):  # the premise: .view fails on a channels-last feature map
+        copy.deepcopy(model).to(memory_format=torch.channels_last).eval()(x)
+    bn = copy.deepcopy(model.bn.state_dict())
+    assert not to_channels_last(model, x[:1])
+    assert all(t.is_contiguous() for t in model.state_dict().values())
+    assert model.training and model.bn.training  # mode restored
+    assert all(torch.equal(bn[k], v) for k, v in model.bn.state_dict().items())  # probe in eval
+    # and everything that runs a model still works on it
+    logits = predict_logits(model, x)
+    assert model.training
+    torch.testing.assert_close(logits, model.eval()(x))
+
+
+def test_channels_last_copy_never_changes_the_model(digits: tuple[Tensor, Tensor]) -> None:
+    x = digits[0][:8]
+    model = _conv_net()
+    fast = channels_last_copy(model, x[:1])
+    assert fast is not model
+    assert all(t.is_contiguous() for t in model.state_dict().values())
+    torch.testing.assert_close(fast(x), model(x))
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    assert channels_last_copy(mlp, x[:1]) is mlp  # nothing 4-D: nothing to gain, no copy
+    assert not to_channels_last(mlp, x[:1])
+
+
+def test_train_classifier_returns_the_default_layout(digits: tuple[Tensor, Tensor]) -> None:
+    x, y = digits
+    model = _conv_net()
+    amnesiac.train_classifier(
+        model, x[:128], y[:128], amnesiac.TrainRecipe(epochs=1, batch_size=64, crop_padding=0)
+    )
+    assert all(t.is_contiguous() for t in model.state_dict().values())
