@@ -124,7 +124,7 @@ def test_bf16_autocast_keeps_float32_weights(method: str, tiny_model, forget8, d
 
 def test_bf16_training_inside_a_callers_autocast_uses_the_updated_weights(digits) -> None:
     """Autocast caches the bfloat16 copies of the weights for its outermost region; training
-    inside one (retrain's prepare) must not keep using the first step's weights."""
+    inside a caller's must not keep using the first step's weights."""
     recipe = amnesiac.TrainRecipe(
         epochs=3, batch_size=64, lr=0.05, crop_padding=0, flip=False, precision="bf16"
     )
@@ -135,7 +135,7 @@ def test_bf16_training_inside_a_callers_autocast_uses_the_updated_weights(digits
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=outer):
             amnesiac.train_classifier(model, digits.train_x, digits.train_y, recipe)
         accs.append(amnesiac.evaluate(model, test=digits.test())["test_acc"])
-    assert accs[0] > 85.0 and accs[1] > 85.0, accs
+    assert accs[0] > 80.0 and accs[1] > 80.0, accs  # 16% with the first step's weights
 
 
 def test_precision_is_validated() -> None:

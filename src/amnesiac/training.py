@@ -182,8 +182,8 @@ def train_classifier(
                 loss.backward()
                 opt.step()
                 # autocast keeps its bfloat16 copies of the weights until the outermost autocast
-                # region ends: inside a caller's region (retrain's) every later step would run
-                # with the weights of the first step
+                # region ends: inside a caller's region every later step would run with the
+                # weights of the first step
                 torch.clear_autocast_cache()
                 running = 0.98 * running + 0.02 * loss.item() if i else loss.item()
                 step += 1

@@ -62,11 +62,11 @@ class UnlearnConfig:
             which ``θ0 + a (θ - θ0)`` still meets the objective is kept
             (:func:`amnesiac.ops.shrink_update`; 0 turns it off).
         precision: ``"fp32"``, or ``"bf16"``: the work before the steps (e.g. adversarial
-            examples, importance, ``retrain``'s training) and every step's forward and backward
-            pass run under bfloat16 autocast (:func:`torch.autocast`); the weights, the optimizer
-            and the stop check stay in float32, so "forgotten" is always decided in full
-            precision. About 2.3x faster for a ResNet-20 on a CPU with AMX or AVX512-BF16
-            (slower on CPUs without bfloat16 instructions).
+            examples, ``retrain``'s training; MAS importance stays float32) and every step's
+            forward and backward pass run under bfloat16 autocast (:func:`torch.autocast`); the
+            weights, the optimizer and the stop check stay in float32, so "forgotten" is always
+            decided in full precision. About 2.3x faster for a ResNet-20 on a CPU with AMX or
+            AVX512-BF16 (slower on CPUs without bfloat16 instructions).
     """
 
     lr: float = 1e-3
@@ -223,7 +223,16 @@ class Unlearner:
 
     # ----------------------------------------------------------------- what a method writes
     def prepare(self, model: nn.Module, original: nn.Module, data: UnlearnData) -> None:
-        """Work done once before the first step (time it with :meth:`phase`)."""
+        """Work done once before the first step (time it with :meth:`phase`).
+
+        It runs in float32; forward passes that should run at the config's ``precision`` (e.g.
+        attacks on ``original``) go inside :meth:`autocast`. Training belongs outside it: autocast
+        keeps its low-precision copies of the weights until its region ends.
+        """
+
+    def autocast(self, data: UnlearnData) -> contextlib.AbstractContextManager[Any]:
+        """The autocast context of the config's ``precision`` on ``data``'s device."""
+        return autocast(self.config.precision, data.forget_x.device.type)
 
     def loss(self, model: nn.Module, data: UnlearnData, step: int) -> dict[str, Tensor]:
         """One step's loss: a dict with a ``"loss"`` key and named parts to log."""
@@ -308,8 +317,7 @@ class Unlearner:
         to_channels_last(original, probe)
         to_channels_last(work, probe)
         device_type = next(work.parameters()).device.type
-        with autocast(cfg.precision, device_type):
-            self.prepare(work, original, data)
+        self.prepare(work, original, data)
         work = self.begin_steps(work)
         history: list[dict[str, float]] = []
         steps = 0

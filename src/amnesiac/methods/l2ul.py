@@ -272,6 +272,12 @@ class L2UL(Unlearner):
         self.proxy_logits: Tensor | None = None
 
     def prepare(self, model: nn.Module, original: nn.Module, data: UnlearnData) -> None:
+        # only forward passes and attacks on ``original`` here (mas_importance runs in float32
+        # whatever the context), so all of it runs at the config's precision
+        with self.autocast(data):
+            self._prepare(model, original, data)
+
+    def _prepare(self, model: nn.Module, original: nn.Module, data: UnlearnData) -> None:
         c = self.config
         with torch.no_grad():
             logits = original(data.forget_x)

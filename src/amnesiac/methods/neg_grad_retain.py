@@ -108,7 +108,7 @@ class NegGradRetain(Unlearner):
         self.original = original
         self.targets = data.targets
         if self.targets is None and self.config.forget_loss == "runner_up":
-            with torch.no_grad():
+            with torch.no_grad(), self.autocast(data):
                 self.targets = runner_up(original(data.forget_x), data.forget_y)
 
     def loss(self, model: nn.Module, data: UnlearnData, step: int) -> dict[str, Tensor]:

@@ -42,7 +42,7 @@ class Relabel(Unlearner):
         if data.targets is not None:
             self.targets = data.targets
         else:
-            with torch.no_grad():
+            with torch.no_grad(), self.autocast(data):
                 self.targets = runner_up(original(data.forget_x), data.forget_y)
 
     def loss(self, model: nn.Module, data: UnlearnData, step: int) -> dict[str, Tensor]:
