@@ -1,8 +1,7 @@
 """Memory layout: channels-last convolutions, the faster layout for oneDNN (CPU) and cuDNN.
 
-Measured on this project's CPU (ResNet-20, 28x28 inputs, one thread): a forward+backward pass at
-batch 160 is 1.4x faster under bfloat16 autocast and 1.2x faster in float32, and float32
-inference at batch 1024 1.36x faster, with the same values up to rounding.
+Speed only: the values are the same up to rounding. The benchmark's speed cell measures the gain
+of a plain forward+backward pass (``layout_speedup`` in ``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
