@@ -35,8 +35,9 @@ class TrainRecipe:
         warmup: Fraction of the steps spent warming the learning rate up.
         seed: Seed of the shuffling and augmentation generator.
         precision: ``"fp32"``, or ``"bf16"``: forward and backward passes under bfloat16
-            autocast, weights and optimizer in float32 (about 2.3x faster on a CPU with AMX or
-            AVX512-BF16, slower without bfloat16 instructions).
+            autocast, weights and optimizer in float32 (a ResNet-20 pass is about 3x faster on
+            a CPU with AMX, see the speed section of ``benchmarks/RESULTS.md``; slower without
+            bfloat16 instructions).
     """
 
     epochs: int = 8

@@ -346,15 +346,15 @@ def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Pat
             f"{s['infer_per_s']:.0f} images/s of plain inference)."
         )
         gains = [
-            f"{what} {s[key]:.2f}x"
+            f"{s[key]:.2f}x faster {what}"
             for key, what in (
-                ("precision_speedup", "bfloat16 autocast against float32"),
-                ("layout_speedup", "channels-last storage against the default layout"),
+                ("precision_speedup", "under bfloat16 autocast than in float32"),
+                ("layout_speedup", "with channels-last storage than in the default layout"),
             )
             if key in s
         ]
         if gains:
-            lines.append("A plain forward+backward pass gets faster with " + "; ".join(gains) + ".")
+            lines.append("A plain forward+backward pass is " + ", and ".join(gains) + ".")
         lines.append("")
     if summary:
         lines += [

@@ -65,8 +65,9 @@ class UnlearnConfig:
             examples, ``retrain``'s training; MAS importance stays float32) and every step's
             forward and backward pass run under bfloat16 autocast (:func:`torch.autocast`); the
             weights, the optimizer and the stop check stay in float32, so "forgotten" is always
-            decided in full precision. About 2.3x faster for a ResNet-20 on a CPU with AMX or
-            AVX512-BF16 (slower on CPUs without bfloat16 instructions).
+            decided in full precision. A ResNet-20 pass is about 3x faster on a CPU with AMX
+            (the speed section of ``benchmarks/RESULTS.md``), slower on CPUs without bfloat16
+            instructions.
     """
 
     lr: float = 1e-3
