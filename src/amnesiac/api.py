@@ -24,7 +24,7 @@ from amnesiac.methods.base import (
     get_method,
     registered,
 )
-from amnesiac.metrics.accuracy import accuracy_from_logits, predict_logits
+from amnesiac.metrics.accuracy import accuracy_from_logits, inference_model, predict_logits
 from amnesiac.metrics.mia import mia_from_logits
 from amnesiac.ops.losses import runner_up
 
@@ -213,10 +213,14 @@ def evaluate(
         )
     out: dict[str, float] = {}
     outputs: dict[str, tuple[Tensor, Tensor]] = {}
-    for key, data in (("forget", forget), ("retain", retain), ("test", test)):
-        if data is None:
-            continue
-        x, y = as_tensors(data, name=key)
+    sets = {
+        key: as_tensors(data, name=key)
+        for key, data in (("forget", forget), ("retain", retain), ("test", test))
+        if data is not None
+    }
+    if sets:  # one inference copy for all the sets, not one per set
+        model = inference_model(model, next(iter(sets.values()))[0])
+    for key, (x, y) in sets.items():
         logits = predict_logits(model, x, batch_size=batch_size)
         bad = int((~torch.isfinite(logits).all(1)).sum())
         if bad:

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from amnesiac.errors import DivergenceError, InvalidSettingsError
 from amnesiac.ops.layout import to_channels_last, to_contiguous
-from amnesiac.ops.precision import PRECISIONS, autocast
+from amnesiac.ops.precision import autocast, precision_problem
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +63,8 @@ class TrainRecipe:
             problems.append(f"crop_padding must be >= 0, got {self.crop_padding}")
         if not 0 <= self.warmup < 1:
             problems.append(f"warmup must be in [0, 1), got {self.warmup}")
-        if self.precision not in PRECISIONS:
-            problems.append(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if problem := precision_problem(self.precision):
+            problems.append(problem)
         if problems:
             raise InvalidSettingsError("; ".join(problems))
 

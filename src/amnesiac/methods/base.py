@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from amnesiac._names import suggest
 from amnesiac.errors import DivergenceError, InvalidSettingsError, UnknownNameError
 from amnesiac.ops.layout import to_channels_last, to_contiguous
-from amnesiac.ops.precision import PRECISIONS, autocast
+from amnesiac.ops.precision import autocast, precision_problem
 from amnesiac.ops.shrink import shrink_update
 
 logger = logging.getLogger(__name__)
@@ -122,8 +122,8 @@ class UnlearnConfig:
             out.append(f"bn_mode must be 'train' or 'eval', got {self.bn_mode!r}")
         if self.stop not in ("forgotten", "budget"):
             out.append(f"stop must be 'forgotten' or 'budget', got {self.stop!r}")
-        if self.precision not in PRECISIONS:
-            out.append(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if problem := precision_problem(self.precision):
+            out.append(problem)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -317,7 +317,6 @@ class Unlearner:
         probe = data.forget_x[:1]
         to_channels_last(original, probe)
         to_channels_last(work, probe)
-        device_type = next(work.parameters()).device.type
         self.prepare(work, original, data)
         work = self.begin_steps(work)
         history: list[dict[str, float]] = []
@@ -337,7 +336,7 @@ class Unlearner:
                 with self.phase("unlearn"):
                     for step in range(1, cfg.max_steps + 1):
                         set_train_mode(work, bn_train=cfg.bn_mode == "train")
-                        with autocast(cfg.precision, device_type):
+                        with self.autocast(data):
                             parts = self.loss(work, data, step)
                         loss = parts["loss"]
                         if not torch.isfinite(loss):

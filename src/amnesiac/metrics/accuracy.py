@@ -8,6 +8,17 @@ from torch import Tensor, nn
 from amnesiac.ops.layout import channels_last_copy
 
 
+def inference_model(model: nn.Module, x: Tensor) -> nn.Module:
+    """The model to run for inference on inputs like ``x``: a channels-last copy of ``model``
+    where that layout applies (speed only, :func:`amnesiac.ops.channels_last_copy`), else
+    ``model``; ``model`` is never changed. Callers that predict on several sets make it once."""
+    if not len(x):
+        return model
+    p = next(model.parameters(), None)
+    probe = x[:1] if p is None else x[:1].to(device=p.device, dtype=p.dtype)
+    return channels_last_copy(model, probe)
+
+
 @torch.inference_mode()
 def predict_logits(model: nn.Module, x: Tensor, *, batch_size: int = 1024) -> Tensor:
     """Logits of ``model`` on ``x`` in eval mode; the model's train/eval mode is restored after.
@@ -20,8 +31,7 @@ def predict_logits(model: nn.Module, x: Tensor, *, batch_size: int = 1024) -> Te
     was_training = model.training
     model.eval()
     try:
-        # a channels-last copy when that layout applies (speed only; ``model`` is not changed)
-        fast = channels_last_copy(model, x[:1].to(device=device, dtype=dtype)) if len(x) else model
+        fast = inference_model(model, x)
         outs = [
             fast(x[i : i + batch_size].to(device=device, dtype=dtype))
             for i in range(0, len(x), batch_size)

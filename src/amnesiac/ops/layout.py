@@ -45,8 +45,10 @@ def to_contiguous(model: nn.Module) -> nn.Module:
 
 def channels_last_copy(model: nn.Module, probe: Tensor) -> nn.Module:
     """A channels-last copy of ``model`` for inference, or ``model`` itself where that layout
-    does not apply (see :func:`to_channels_last`); ``model`` is never changed."""
-    if not any(p.ndim == 4 for p in model.parameters()):
-        return model
+    does not apply (see :func:`to_channels_last`) or is already there; ``model`` is never
+    changed."""
+    convs = [p for p in model.parameters() if p.ndim == 4]
+    if all(p.is_contiguous(memory_format=torch.channels_last) for p in convs):
+        return model  # nothing 4-D, or stored channels-last already: nothing to gain from a copy
     fast = copy.deepcopy(model)
     return fast if to_channels_last(fast, probe) else model

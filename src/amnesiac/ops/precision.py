@@ -11,6 +11,13 @@ import torch
 PRECISIONS = ("fp32", "bf16")
 
 
+def precision_problem(precision: str) -> str | None:
+    """What is wrong with a ``precision`` setting, or ``None`` if it is valid."""
+    if precision in PRECISIONS:
+        return None
+    return f"precision must be 'fp32' or 'bf16', got {precision!r}"
+
+
 def autocast(precision: str, device_type: str) -> contextlib.AbstractContextManager[Any]:
     """The context that runs a forward (and its backward) pass at ``precision``.
 
@@ -20,6 +27,7 @@ def autocast(precision: str, device_type: str) -> contextlib.AbstractContextMana
     """
     if precision == "fp32":
         return contextlib.nullcontext()
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    problem = precision_problem(precision)
+    if problem:
+        raise ValueError(problem)
     return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
