@@ -13,7 +13,15 @@ Example:
 
 from amnesiac.api import evaluate, list_methods, make_config, unlearn
 from amnesiac.audit import audit
-from amnesiac.data import Splits, as_tensors, load_dataset, parse_forget, retain_indices
+from amnesiac.data import (
+    Splits,
+    as_images,
+    as_tensors,
+    load_dataset,
+    load_surrogate,
+    parse_forget,
+    retain_indices,
+)
 from amnesiac.errors import (
     AmnesiacError,
     CheckpointError,
@@ -55,6 +63,7 @@ __all__ = [
     "UnlearnResult",
     "Unlearner",
     "__version__",
+    "as_images",
     "as_tensors",
     "audit",
     "create_model",
@@ -64,6 +73,7 @@ __all__ = [
     "load_checkpoint",
     "load_dataset",
     "load_pretrained",
+    "load_surrogate",
     "make_config",
     "model_meta",
     "parse_forget",

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 # importing the package registers every method
 import amnesiac.methods  # noqa: F401
-from amnesiac.data.tensors import as_tensors
+from amnesiac.data.tensors import as_images, as_tensors
 from amnesiac.errors import DivergenceError, InvalidForgetSetError, InvalidSettingsError
 from amnesiac.methods.base import (
     MethodInfo,
@@ -92,6 +92,7 @@ def unlearn(
     *,
     method: str = "l2ul",
     retain: Data | None = None,
+    surrogate: Data | Tensor | None = None,
     targets: Tensor | None = None,
     preset: str | None = None,
     progress: bool = False,
@@ -108,6 +109,12 @@ def unlearn(
         method: A registered method name (see :func:`list_methods`).
         retain: The retained data D_r, for methods that read it (``neg_grad_retain``,
             ``finetune``, ``retrain``); ignored by forget-only methods.
+        surrogate: Unlabeled images from the data's own domain that were not trained on (e.g.
+            inputs the deployed model serves), as a tensor ``(N, C, H, W)`` in [0, 1], a Dataset
+            or an ``(x, y)`` pair (labels ignored). Methods that accept it (``l2ul`` and its
+            variants, see :attr:`MethodInfo.accepts`) hold the original model's outputs on
+            these images instead of on proxies made from the forget set. Never the training
+            set: with it, use a method that reads ``retain``.
         targets: Per-instance relabel targets ``(K,)``; implies ``objective="relabel"``.
             With ``objective="relabel"`` and no targets, the original model's runner-up class
             is the target.
@@ -158,6 +165,21 @@ def unlearn(
                 )
     elif retain is not None:
         logger.info("method %s reads only the forget set; retain data ignored", method)
+    sx = None
+    if surrogate is not None:
+        if "surrogate" not in info.accepts:
+            takers = sorted(m.name for m in list_methods() if "surrogate" in m.accepts)
+            problems.append(
+                f"method {method!r} does not use surrogate images; methods that do: "
+                f"{', '.join(takers)}"
+            )
+        else:
+            sx = as_images(surrogate, name="surrogate").to(device=device, dtype=dtype)
+            if sx.shape[1:] != fx.shape[1:]:
+                problems.append(
+                    f"surrogate images have shape {tuple(sx.shape[1:])} but forget images "
+                    f"{tuple(fx.shape[1:])}"
+                )
     tgt: Tensor | None = None
     if config.objective == "misclassify" and targets is not None:
         problems.append("targets were given with objective='misclassify'; use 'relabel'")
@@ -178,7 +200,7 @@ def unlearn(
                 )
     if problems:
         raise InvalidForgetSetError("; ".join(problems))
-    data = UnlearnData(fx, fy, tgt, rx, ry, num_classes)
+    data = UnlearnData(fx, fy, tgt, rx, ry, num_classes, surrogate_x=sx)
     logger.info("unlearning %d instances with %s", len(fy), method)
     return info.cls(config).unlearn(model, data, progress=progress, callback=callback)
 

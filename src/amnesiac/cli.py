@@ -26,7 +26,16 @@ import torch
 import amnesiac
 from amnesiac._io import OutputPathError, atomic_write_bytes, atomic_write_text, check_writable
 from amnesiac.continual import plot_continual, run_continual
-from amnesiac.data import Splits, list_datasets, load_dataset, parse_forget, retain_indices
+from amnesiac.data import (
+    Splits,
+    list_datasets,
+    load_dataset,
+    load_surrogate,
+    parse_forget,
+    retain_indices,
+    surrogate_test_rows,
+)
+from amnesiac.data.surrogate import SURROGATE_SPEC_HELP
 from amnesiac.errors import AmnesiacError, CheckpointError, InvalidSettingsError
 from amnesiac.ledger import (
     LedgerError,
@@ -39,6 +48,7 @@ from amnesiac.ledger import (
 )
 from amnesiac.models import (
     Checkpoint,
+    list_archs,
     load_checkpoint,
     load_pretrained,
     model_meta,
@@ -301,6 +311,26 @@ def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
     f_set = (data.train_x[forget], data.train_y[forget])
     r_eval = (data.train_x[retain_ev], data.train_y[retain_ev])
     test = (data.test_x, data.test_y)
+    surrogate = None
+    if args.surrogate:
+        if "surrogate" not in info.accepts:
+            takers = [m.name for m in amnesiac.list_methods() if "surrogate" in m.accepts]
+            raise CLIError(
+                f"method {args.method!r} does not use --surrogate; methods that do: "
+                + ", ".join(takers)
+            )
+        surrogate = load_surrogate(args.surrogate, data_dir=args.data_dir, download=args.download)
+        rows_taken = surrogate_test_rows(args.surrogate, data.name, len(data.test_y))
+        if rows_taken is not None:  # D_test must not hold the anchors
+            keep = torch.ones(len(data.test_y), dtype=torch.bool)
+            keep[rows_taken[0] : rows_taken[1]] = False
+            if not keep.any():
+                raise CLIError(
+                    f"--surrogate {args.surrogate} takes every test image, leaving none for "
+                    "D_test; give a range, e.g. "
+                    f"{data.name}:test:0:{len(data.test_y) // 2}"
+                )
+            test = (data.test_x[keep], data.test_y[keep])
     print(
         f"{args.method}: forgetting {len(forget)} of {len(data.train_y)} {data.name} training "
         f"instances ({args.forget}) from {source}"
@@ -314,6 +344,7 @@ def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
         forget=f_set,
         method=args.method,
         retain=retain,
+        surrogate=surrogate,
         progress=not args.no_progress,
         **config.to_dict(),
     )
@@ -337,6 +368,11 @@ def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
     print(_table(rows, ["accuracy %", "before", "after", "change"]))
     r_note = "all" if len(retain_ev) == len(retain_all) else f"a seeded subset of {len(retain_ev)}"
     print(f"D_r evaluated on {r_note} retained instances")
+    if surrogate is not None:
+        print(
+            f"surrogate: {len(surrogate)} unlabeled images ({args.surrogate}); D_test is the "
+            f"{len(test[1])} test images outside them"
+        )
     kept = f"; update shrunk to {result.update_fraction:.1%}" if result.update_fraction < 1 else ""
     print(
         f"steps: {result.steps} (stopped by {result.stopped_by}; forgotten: "
@@ -362,6 +398,8 @@ def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
         "forget_indices": forget.tolist(),
         "forget_sha256": _indices_hash(forget),
         "retain_eval_size": len(retain_ev),
+        "surrogate": args.surrogate,
+        "test_size": len(test[1]),
         "before": before,
         "after": after,
         "steps": result.steps,
@@ -775,7 +813,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="train a classifier from scratch and save it")
     _add_data_flags(p)
-    p.add_argument("--arch", default="resnet20", help="resnet20, resnet18, cnn or tv:NAME")
+    p.add_argument("--arch", default="resnet20", help="one of " + ", ".join(list_archs()))
     p.add_argument("--out", required=True, help="checkpoint to write (safetensors)")
     p.set_defaults(_recipe_fields=add_dataclass_flags(p, TrainRecipe))
 
@@ -798,6 +836,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--method", default="l2ul", help="unlearning method (see `amnesiac methods`)")
     p.add_argument("--preset", default=None, help="a named settings bundle, e.g. paper")
+    p.add_argument(
+        "--surrogate",
+        default=None,
+        help=SURROGATE_SPEC_HELP + "; for methods that accept it (l2ul). Test rows taken from "
+        "the dataset's own test split are left out of D_test",
+    )
     p.add_argument("--out", default=None, help="unlearned checkpoint to write")
     p.add_argument("--report", default=None, help="JSON report to write")
     p.add_argument("--forget-out", default=None, help="write the forget indices to this .txt")

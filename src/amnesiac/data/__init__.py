@@ -11,14 +11,18 @@ Example:
 
 from amnesiac.data.datasets import Splits, list_datasets, load_dataset
 from amnesiac.data.forget import forget_spec_help, parse_forget, retain_indices
-from amnesiac.data.tensors import as_tensors
+from amnesiac.data.surrogate import load_surrogate, surrogate_test_rows
+from amnesiac.data.tensors import as_images, as_tensors
 
 __all__ = [
     "Splits",
+    "as_images",
     "as_tensors",
     "forget_spec_help",
     "list_datasets",
     "load_dataset",
+    "load_surrogate",
     "parse_forget",
     "retain_indices",
+    "surrogate_test_rows",
 ]

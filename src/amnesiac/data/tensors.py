@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, IterableDataset, Subset, TensorDataset
 
 from amnesiac.errors import InvalidSettingsError
 
-__all__ = ["as_tensors"]
+__all__ = ["as_images", "as_tensors"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +103,31 @@ def as_tensors(data: Any, *, name: str = "data") -> tuple[Tensor, Tensor]:
     if problems:
         raise InvalidSettingsError(_join(f"invalid {name}", problems))
     return x.to(torch.float32), y.to(torch.int64)
+
+
+def as_images(data: Any, *, name: str = "images") -> Tensor:
+    """Return a validated float32 image tensor from images alone or from labelled data.
+
+    Args:
+        data: A tensor or NumPy array of images, or anything :func:`as_tensors` accepts (a
+            Dataset of ``(image, label)`` items or an ``(x, y)`` pair); labels are ignored.
+        name: What the images are called in error messages, e.g. ``"surrogate"``.
+
+    Shape:
+        Returns ``(N, C, H, W)`` with values in [0, 1]; ``(N, H, W)`` gets a channel dimension.
+
+    Raises:
+        InvalidSettingsError: As :func:`as_tensors` for the images.
+
+    Example:
+        >>> as_images(torch.rand(5, 8, 8)).shape
+        torch.Size([5, 1, 8, 8])
+    """
+    if isinstance(data, (Tensor, np.ndarray)):
+        x = _to_tensor(data, f"{name} images")
+        n = x.shape[0] if x.dim() >= 1 else 0
+        return as_tensors((x, torch.zeros(n, dtype=torch.int64)), name=name)[0]
+    return as_tensors(data, name=name)[0]
 
 
 def _join(head: str, problems: Sequence[str]) -> str:

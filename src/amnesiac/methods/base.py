@@ -61,6 +61,10 @@ class UnlearnConfig:
             shrink of the update toward the original weights: the smallest fraction ``a`` for
             which ``θ0 + a (θ - θ0)`` still meets the objective is kept
             (:func:`amnesiac.ops.shrink_update`; 0 turns it off).
+        clip_grad_norm: Largest L2 norm of a step's gradient over all parameters (0: no limit);
+            a larger one is scaled down to it (:func:`torch.nn.utils.clip_grad_norm_`), so a
+            step cannot be large because the inputs are unusual. The history records the norm
+            before clipping as ``grad_norm``.
         precision: ``"fp32"``, or ``"bf16"``: the work before the steps (e.g. adversarial
             examples, ``retrain``'s training; MAS importance stays float32) and every step's
             forward and backward pass run under bfloat16 autocast (:func:`torch.autocast`); the
@@ -82,11 +86,12 @@ class UnlearnConfig:
     heal_steps: int = 0
     eval_batch_size: int = 1024
     shrink_steps: int = 0
+    clip_grad_norm: float = 0.0
     precision: Literal["fp32", "bf16"] = "fp32"
 
     #: Settings added after release, each with the value that reproduces the behaviour from
     #: before it existed (a recorded run without the setting ran with that value).
-    added_settings: ClassVar[dict[str, Any]] = {}
+    added_settings: ClassVar[dict[str, Any]] = {"clip_grad_norm": 0.0}
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -104,6 +109,8 @@ class UnlearnConfig:
             out.append(f"lr must be > 0, got {self.lr}")
         if self.heal_steps < 0:
             out.append(f"heal_steps must be >= 0, got {self.heal_steps}")
+        if self.clip_grad_norm < 0:
+            out.append(f"clip_grad_norm must be >= 0 (0: no limit), got {self.clip_grad_norm}")
         if self.shrink_steps < 0:
             out.append(f"shrink_steps must be >= 0, got {self.shrink_steps}")
         if self.max_steps < 0:
@@ -172,6 +179,8 @@ class UnlearnData:
         retain_x: Retained images, when the method reads them and they were given.
         retain_y: Retained labels.
         num_classes: Number of classes of the model.
+        surrogate_x: Unlabeled in-domain images (never the training set) a method may hold
+            the model's behaviour on, when the caller has them and the method accepts them.
     """
 
     forget_x: Tensor
@@ -180,6 +189,7 @@ class UnlearnData:
     retain_x: Tensor | None
     retain_y: Tensor | None
     num_classes: int
+    surrogate_x: Tensor | None = None
 
 
 class Unlearner:
@@ -190,7 +200,9 @@ class Unlearner:
     Attributes:
         name: Registry key (also the file name of the method).
         config_cls: The settings dataclass.
-        reads: Data the method reads: ``("forget",)`` or ``("forget", "retain")``.
+        reads: Data the method needs: ``("forget",)`` or ``("forget", "retain")``.
+        accepts: Optional inputs the method uses when given, e.g. ``("surrogate",)``:
+            unlabeled in-domain images passed as ``surrogate=`` to :func:`amnesiac.unlearn`.
         summary: One line for :func:`amnesiac.list_methods`.
         reference: Paper the method comes from.
     """
@@ -198,6 +210,7 @@ class Unlearner:
     name: ClassVar[str] = ""
     config_cls: ClassVar[type[UnlearnConfig]] = UnlearnConfig
     reads: ClassVar[tuple[str, ...]] = ("forget",)
+    accepts: ClassVar[tuple[str, ...]] = ()
     summary: ClassVar[str] = ""
     reference: ClassVar[str] = ""
     objectives: ClassVar[tuple[str, ...]] = ("misclassify", "relabel")
@@ -346,6 +359,10 @@ class Unlearner:
                             )
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
+                        if cfg.clip_grad_norm > 0:
+                            parts["grad_norm"] = torch.nn.utils.clip_grad_norm_(
+                                work.parameters(), cfg.clip_grad_norm
+                            )
                         opt.step()
                         steps = step
                         with self.phase("stop_check"):
@@ -457,6 +474,7 @@ class MethodInfo:
     reads: tuple[str, ...]
     summary: str
     reference: str
+    accepts: tuple[str, ...] = ()
 
     @property
     def needs_retain(self) -> bool:
@@ -475,7 +493,7 @@ def register(cls: type[Unlearner]) -> type[Unlearner]:
             f"method {cls.name!r} is already registered by {_REGISTRY[cls.name].cls.__name__}"
         )
     _REGISTRY[cls.name] = MethodInfo(
-        cls.name, cls, cls.config_cls, cls.reads, cls.summary, cls.reference
+        cls.name, cls, cls.config_cls, cls.reads, cls.summary, cls.reference, cls.accepts
     )
     return cls
 

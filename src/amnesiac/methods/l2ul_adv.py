@@ -33,6 +33,7 @@ class AdversarialRegularization(L2UL):
     """
 
     name = "l2ul_adv"
+    accepts = ()  # an ablation with one regularizer: no anchors
     config_cls = L2ULAdvConfig
     summary = "forget objective + adversarial examples of the forget set (paper's Case 2)"
     presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {**PAPER_PRESET, "reg_weight": 0.0}}

@@ -31,6 +31,7 @@ class ImportanceRegularization(L2UL):
     """
 
     name = "l2ul_imp"
+    accepts = ()  # an ablation with one regularizer: no anchors
     config_cls = L2ULImpConfig
     summary = "forget objective + MAS weight importance computed on the forget set"
     presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {**PAPER_PRESET, "n_adv": 0}}
