@@ -154,3 +154,16 @@ def test_training_learns_and_reinitialize_is_seeded(digits) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(amnesiac.InvalidSettingsError, match="lr must be > 0"):
         TrainRecipe(lr=0)
+
+
+def test_plain_cnn_has_no_skip_connections_and_optional_batchnorm() -> None:
+    from amnesiac.models import list_archs
+
+    assert {"plaincnn", "plaincnn_nobn"} <= set(list_archs())
+    with_bn = create_model("plaincnn", in_channels=1, num_classes=10)
+    without = create_model("plaincnn_nobn", in_channels=3, num_classes=5)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in with_bn.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in without.modules())
+    assert with_bn(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert without(torch.rand(2, 3, 8, 8)).shape == (2, 5)
+    assert with_bn.features(torch.rand(2, 1, 8, 8)).shape == (2, 64)

@@ -10,11 +10,18 @@ from torch import Tensor, nn
 
 from amnesiac._names import suggest
 from amnesiac.errors import InvalidSettingsError, UnknownNameError
+from amnesiac.models.plain import plaincnn, plaincnn_nobn
 from amnesiac.models.resnet import SmallCNN, resnet18, resnet20
 
 Builder = Callable[..., nn.Module]
 
-_ARCHS: dict[str, Builder] = {"resnet20": resnet20, "resnet18": resnet18, "cnn": SmallCNN}
+_ARCHS: dict[str, Builder] = {
+    "resnet20": resnet20,
+    "resnet18": resnet18,
+    "cnn": SmallCNN,
+    "plaincnn": plaincnn,
+    "plaincnn_nobn": plaincnn_nobn,
+}
 
 
 class Normalize(nn.Module):
@@ -96,8 +103,9 @@ def create_model(
     """Build an untrained :class:`ImageClassifier` by architecture name.
 
     Args:
-        arch: ``resnet20``, ``resnet18``, ``cnn``, or ``tv:NAME`` for a torchvision model
-            (e.g. ``tv:resnet50``), built without pre-trained weights.
+        arch: ``resnet20``, ``resnet18``, ``cnn``, ``plaincnn`` / ``plaincnn_nobn`` (no
+            residual connections, with / without BatchNorm), or ``tv:NAME`` for a torchvision
+            model (e.g. ``tv:resnet50``), built without pre-trained weights.
         in_channels: Number of image channels.
         num_classes: Number of classes.
         mean: Per-channel normalization mean (default 0).
