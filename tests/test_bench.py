@@ -245,3 +245,69 @@ def test_speed_probe_at_bf16_reports_the_speedup(tiny_model, digits) -> None:
     assert "precision_speedup" not in measure_speed(
         tiny_model, digits.train_x, batch=64, iters=2, eval_n=256
     )
+
+
+def test_surrogate_rows_measure_d_test_outside_the_anchors(tmp_path: Path) -> None:
+    grid_file = tmp_path / "sur.yaml"
+    grid_file.write_text(
+        "dataset: digits\nks: [4]\nseeds: [0]\nspeed: false\ntest_rows: [200, 450]\n"
+        "settings: {max_steps: 30, stop: budget}\n"
+        "methods: [l2ul, {method: l2ul, label: l2ul + surrogate, "
+        "surrogate: 'digits:test:0:200'}]\n"
+    )
+    grid = load_grid(grid_file)
+    assert grid.test_rows == (200, 450)
+    plain, anchored = grid.cells
+    assert anchored.surrogate == "digits:test:0:200" and plain.surrogate is None
+    assert plain.id != anchored.id
+    rows = run_grid(grid, progress=False)
+    assert [r["status"] for r in rows] == ["ok", "ok"], [r.get("error") for r in rows]
+    model = amnesiac.load_pretrained("digits").model
+    d = amnesiac.load_dataset("digits")
+    half = amnesiac.evaluate(model, test=(d.test_x[200:], d.test_y[200:]))["test_acc"]
+    for r in rows:
+        assert r["test_rows"] == [200, 450]
+        assert r["before_test_acc"] == pytest.approx(half)
+    with_anchor = {r["label"]: r for r in rows}["l2ul + surrogate"]
+    assert with_anchor["surrogate"] == "digits:test:0:200"
+    for bad, message in (
+        ("test_rows: [0, 450]\n", "overlaps test_rows"),
+        ("", "set test_rows to the other rows"),
+        ("test_rows: [5, 2]\n", "test_rows must be"),
+    ):
+        grid_file.write_text(
+            f"dataset: digits\nks: [4]\nseeds: [0]\n{bad}"
+            "methods: [{method: l2ul, surrogate: 'digits:test:0:200'}]\n"
+        )
+        with pytest.raises(ValueError, match=message):
+            load_grid(grid_file)
+
+
+def test_rows_cut_below_their_methods_budget_are_labelled_capped() -> None:
+    from amnesiac.bench.report import capped_at
+
+    def row(label: str, preset: str | None, steps: int, stopped: str, seed: int) -> dict:
+        return {
+            "kind": "unlearn", "status": "ok", "label": label, "method": "l2ul",
+            "preset": preset, "k": 8, "seed": seed, "settings": {"max_steps": steps},
+            "stopped_by": stopped, "forgotten": stopped == "forgotten", "steps": steps,
+            "after_forget_acc": 50.0, "after_retain_acc": 90.0, "after_test_acc": 90.0,
+            "before_retain_acc": 91.0, "before_test_acc": 91.0, "seconds": {"wall": 1.0},
+        }  # fmt: skip
+
+    capped = row("paper", "paper", 100, "max_steps", 0)
+    assert capped_at(capped) == 100  # the paper preset's own budget is 2000
+    assert capped_at(row("paper", "paper", 100, "forgotten", 1)) is None  # stopped on its own
+    assert capped_at(row("paper", "paper", 2000, "max_steps", 0)) is None  # its own budget
+    assert capped_at(row("l2ul", None, 1000, "max_steps", 0)) is None
+    labels = [
+        s["label"]
+        for s in summarize(
+            [
+                capped,
+                row("paper", "paper", 100, "forgotten", 1),
+                row("l2ul", None, 1000, "forgotten", 0),
+            ]
+        )
+    ]
+    assert labels == ["paper (capped at 100 steps)", "l2ul"]

@@ -1,9 +1,12 @@
-"""Continual unlearning: deletion requests one after another, each from the previous model.
+"""Continual unlearning: deletion requests one after another.
 
 The paper's continual scenario: round ``r`` forgets ``per_round`` new training instances starting
-from the model round ``r - 1`` produced. After every round we measure the accuracy on that
-round's forget set, on every instance forgotten so far (do earlier requests stay forgotten?),
-on a fixed sample of the data never requested (D_r) and on the test set.
+from the model round ``r - 1`` produced (chained). With ``from_original=True`` round ``r``
+instead solves the union of requests ``1..r`` from the original model, so the anchors are the
+original outputs and no round builds on the previous round's damage. After every round we
+measure the accuracy on that round's forget set, on every instance forgotten so far (do earlier
+requests stay forgotten?), on a fixed sample of the data never requested (D_r) and on the test
+set.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ def run_continual(
     progress: bool = False,
     on_round: Callable[[int, nn.Module, dict[str, Any]], None] | None = None,
     start: list[tuple[nn.Module, dict[str, Any]]] | None = None,
+    from_original: bool = False,
+    test: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``rounds`` deletion requests in sequence; return one row of measurements per round.
 
@@ -65,6 +70,9 @@ def run_continual(
         progress: Show each round's progress bar.
         on_round: Called after each round with ``(round, model, row)`` (e.g. to save the model).
         start: Rounds already done, as ``(model, row)`` pairs, to resume after.
+        from_original: Solve round ``r`` for every instance requested so far, from ``model``,
+            instead of for round ``r``'s instances from the previous round's model.
+        test: The test images and labels to measure (default: all of ``data``'s test split).
     """
     plan = round_indices(data.train_y, rounds, per_round, seed)
     never = retain_indices(len(data.train_y), torch.cat(plan))
@@ -72,15 +80,16 @@ def run_continual(
         g = torch.Generator().manual_seed(seed)
         never = never[torch.randperm(len(never), generator=g)[:retain_eval_size]].sort().values
     retain = (data.train_x[never], data.train_y[never])
-    test = (data.test_x, data.test_y)
+    test = test if test is not None else (data.test_x, data.test_y)
     rows = [row for _, row in (start or [])]
     current = start[-1][0] if start else model
     for r in range(len(rows), rounds):
         idx = plan[r]
         so_far = torch.cat(plan[: r + 1])
+        asked = so_far if from_original else idx
         result = unlearn(
-            current,
-            forget=(data.train_x[idx], data.train_y[idx]),
+            model if from_original else current,
+            forget=(data.train_x[asked], data.train_y[asked]),
             method=method,
             progress=progress,
             **{**config.to_dict(), "seed": config.seed + r},

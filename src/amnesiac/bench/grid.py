@@ -29,6 +29,8 @@ class Cell:
     section: str = "main"
     rounds: int = 0  # continual cells: requests in sequence, k instances each
     audit: bool = False  # also measure LiRA, relearn time and CKA (not part of the id)
+    surrogate: str | None = None  # unlabeled anchor images (amnesiac.load_surrogate's spec)
+    from_original: bool = False  # continual cells: each round re-solves the union from the start
 
     @property
     def id(self) -> str:
@@ -46,6 +48,10 @@ class Cell:
         ]
         if self.kind == "continual":
             fields.append(self.rounds)
+        if self.surrogate is not None:
+            fields.append({"surrogate": self.surrogate})
+        if self.from_original:
+            fields.append({"from_original": True})
         key = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -67,6 +73,9 @@ class Grid:
         shadows: Shadow models of the LiRA audit (0 when no cell is audited).
         settings: Settings given to every cell (under each entry's own), e.g.
             ``{"precision": "bf16"}``; its ``precision`` also trains the LiRA shadow models.
+        test_rows: ``(start, stop)``: D_test is these rows of the test split for every cell
+            (``None``: all of it), so that rows anchored on other test images (an entry's
+            ``surrogate``) are measured on the same images as the rest.
     """
 
     name: str
@@ -80,6 +89,7 @@ class Grid:
     workers: int = 1
     shadows: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
+    test_rows: tuple[int, int] | None = None
 
 
 def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
@@ -125,7 +135,9 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
         if not isinstance(entry, dict) or "method" not in entry:
             problems.append(f"methods[{i}] needs a 'method' key")
             continue
-        unknown = set(entry) - {"method", "label", "preset", "settings", "ks", "seeds", "section"}
+        unknown = set(entry) - {
+            "method", "label", "preset", "settings", "ks", "seeds", "section", "surrogate"
+        }  # fmt: skip
         if unknown:
             problems.append(f"methods[{i}] has unknown keys {sorted(unknown)}")
         label = str(entry.get("label", entry["method"]))
@@ -149,6 +161,7 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
                             and int(k) in audit_ks
                             and int(seed) in audit_seeds
                         ),
+                        surrogate=entry.get("surrogate"),
                     )
                 )
     for i, entry in enumerate(spec.get("continual", []) or []):
@@ -156,7 +169,7 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
             problems.append(f"continual[{i}] needs 'method', 'rounds' and 'per_round' keys")
             continue
         unknown = set(entry) - {"method", "label", "preset", "settings", "rounds", "per_round",
-                                "seeds"}  # fmt: skip
+                                "seeds", "from_original"}  # fmt: skip
         if unknown:
             problems.append(f"continual[{i}] has unknown keys {sorted(unknown)}")
         for seed in list(entry.get("seeds", [0]) or []):
@@ -173,8 +186,21 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
                     kind="continual",
                     section="continual",
                     rounds=int(entry["rounds"]),
+                    from_original=bool(entry.get("from_original", False)),
                 )
             )
+    test_rows = spec.get("test_rows")
+    if test_rows is not None and not (
+        isinstance(test_rows, list)
+        and len(test_rows) == 2
+        and all(isinstance(v, int) for v in test_rows)
+        and 0 <= test_rows[0] < test_rows[1]
+    ):
+        problems.append(
+            f"test_rows must be [START, STOP] with 0 <= START < STOP, got {test_rows!r}"
+        )
+        test_rows = None
+    problems += _surrogate_problems(cells, dataset, test_rows)
     workers = spec.get("workers", 1)
     if not isinstance(workers, int) or workers < 1:
         problems.append(f"workers must be an integer >= 1, got {workers!r}")
@@ -193,4 +219,29 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
         workers=workers,
         shadows=shadows,
         settings=dict(common),
+        test_rows=tuple(test_rows) if test_rows is not None else None,
     )
+
+
+def _surrogate_problems(cells: list[Cell], dataset: str, test_rows: list[int] | None) -> list[str]:
+    """A surrogate taken from the grid's own test split must not overlap D_test."""
+    from amnesiac.data import surrogate_test_rows
+
+    out = []
+    for spec in sorted({c.surrogate for c in cells if c.surrogate is not None}):
+        try:
+            # the row count is not known here: an open range is checked against a large bound
+            rows = surrogate_test_rows(spec, dataset, 1 << 62)
+        except InvalidSettingsError as e:
+            out.append(f"surrogate {spec!r}: {e}")
+            continue
+        if rows is None:
+            continue
+        if test_rows is None:
+            out.append(
+                f"surrogate {spec!r} takes test images of {dataset}; set test_rows to the other "
+                "rows, so D_test holds none of them"
+            )
+        elif rows[0] < test_rows[1] and test_rows[0] < rows[1]:
+            out.append(f"surrogate {spec!r} overlaps test_rows {test_rows}")
+    return out

@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+import amnesiac
 from amnesiac._io import atomic_write_text
 from amnesiac.bench.grid import Grid
 from amnesiac.bench.runner import STAMP_FORMAT, cpu_name
@@ -35,8 +36,22 @@ def _wall(row: dict[str, Any]) -> float:
     return float(row["seconds"].get("wall", row["seconds"].get("total", 0.0)))
 
 
+def capped_at(row: dict[str, Any]) -> int | None:
+    """The step cap of a row that ran out of steps under a budget below its method's own (its
+    default, or its preset's), else ``None``: such a row does not describe the method."""
+    if row.get("stopped_by") != "max_steps":
+        return None
+    try:
+        own = amnesiac.make_config(row["method"], row.get("preset")).max_steps
+    except amnesiac.AmnesiacError:
+        return None
+    cap = int(row.get("settings", {}).get("max_steps", own))
+    return cap if cap < own else None
+
+
 def summarize(rows: list[dict[str, Any]], section: str = "main") -> list[dict[str, Any]]:
-    """Mean and std over seeds per (label, k) of the successful unlearning rows."""
+    """Mean and std over seeds per (label, k) of the successful unlearning rows; a label gets
+    "(capped at N steps)" where one of its rows ran out of a budget cut below the method's."""
     groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     order: list[tuple[str, int]] = []
     for r in rows:
@@ -51,9 +66,11 @@ def summarize(rows: list[dict[str, Any]], section: str = "main") -> list[dict[st
     out = []
     for label, k in sorted(order, key=lambda t: (t[1], order.index(t))):
         g = groups[(label, k)]
+        same = [r for (lab, _), rs in groups.items() if lab == label for r in rs]
+        caps = sorted({c for r in same if (c := capped_at(r)) is not None})
         out.append(
             {
-                "label": label,
+                "label": label + (f" (capped at {caps[0]} steps)" if caps else ""),
                 "k": k,
                 "n": len(g),
                 "forgotten": sum(bool(r["forgotten"]) for r in g),
@@ -415,15 +432,19 @@ def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Pat
         lines += [
             "## Continual unlearning",
             "",
-            "Requests in sequence, each from the previous round's model (`run_continual`). "
-            "D_r is a seeded sample of instances no round requests.",
+            "Requests in sequence (`run_continual`): chained rows start each round from the "
+            "previous round's model; rows marked *from the original* re-solve every request so "
+            "far from the original model. D_r is a seeded sample of instances no round "
+            "requests.",
             "",
         ]
         for r in continual:
             name = f"{prefix}_continual_{_slug(r['label'])}_seed{r['seed']}.png"
             plot_continual(r["rounds"], out_dir / name, f"{r['label']}, {r['k']} per round")
             lines += [
-                f"**{r['label']}**, {r['k']} instances per round, seed {r['seed']} "
+                f"**{r['label']}**"
+                + (", from the original" if r.get("from_original") else ", chained")
+                + f", {r['k']} instances per round, seed {r['seed']} "
                 f"(D_test before: {r['before_test_acc']:.2f}%; {r['seconds']['wall']:.0f} s):",
                 "",
                 "| round | D_f of the round | all D_f so far | D_r | D_test | steps |",

@@ -86,6 +86,21 @@ class _Context:
         self.model, self.meta = checkpoint.model, checkpoint.meta
         self._before: dict[tuple[int, int], dict[str, float]] = {}
         self._audit_base: dict[str, Any] = {}
+        self._surrogates: dict[str, torch.Tensor] = {}
+        start, stop = grid.test_rows or (0, len(self.data.test_y))
+        if stop > len(self.data.test_y):
+            raise ValueError(
+                f"test_rows {grid.test_rows} is outside the {len(self.data.test_y)} test images "
+                f"of {grid.dataset}"
+            )
+        #: D_test of every cell: the grid's test_rows of the test split
+        self.test = (self.data.test_x[start:stop], self.data.test_y[start:stop])
+
+    def surrogate(self, spec: str) -> torch.Tensor:
+        """The surrogate images of ``spec``, loaded once per process."""
+        if spec not in self._surrogates:
+            self._surrogates[spec] = amnesiac.load_surrogate(spec)
+        return self._surrogates[spec]
 
     def shadows(self, progress: bool = False) -> amnesiac.Shadows:
         """The grid's LiRA shadow models, trained with the model's recipe (cached on disk)."""
@@ -111,7 +126,7 @@ class _Context:
         """LiRA (D_f against D_test), relearn time (back to ``original_forget_acc``) and CKA of
         ``model`` against the original; what depends only on the original and the shadows is
         computed once per process."""
-        xt, yt = self.data.test_x, self.data.test_y
+        xt, yt = self.test
         base = self._audit_base
         if not base:
             base["test_logits"] = predict_logits(self.model, xt)
@@ -172,7 +187,7 @@ class _Context:
                 self.model,
                 forget=f,
                 retain=r_ev,
-                test=(self.data.test_x, self.data.test_y),
+                test=self.test,
                 membership=True,
             )
         return self._before[(k, seed)]
@@ -233,6 +248,8 @@ def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
         "dataset": cell.dataset,
         "model": cell.model,
         "retain_eval_size": ctx.grid.retain_eval_size,
+        "surrogate": cell.surrogate,
+        "test_rows": list(ctx.grid.test_rows) if ctx.grid.test_rows else None,
         "time": utc_now(),
         **environment(),
     }
@@ -259,12 +276,15 @@ def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
                 config=config,
                 seed=cell.seed,
                 retain_eval_size=ctx.grid.retain_eval_size,
+                from_original=cell.from_original,
+                test=ctx.test,
             )
-            test = (ctx.data.test_x, ctx.data.test_y)
+            test = ctx.test
             row.update(
                 status="ok",
                 settings=config.to_dict(),
                 settings_hash=sha256_json(config.to_dict()),
+                from_original=cell.from_original,
                 rounds=rounds,
                 before_test_acc=amnesiac.evaluate(ctx.model, test=test)["test_acc"],
                 seconds={"wall": time.perf_counter() - t0},
@@ -286,6 +306,7 @@ def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
             forget=f,
             method=cell.method,
             retain=retain if info.needs_retain else None,
+            surrogate=ctx.surrogate(cell.surrogate) if cell.surrogate else None,
             **config.to_dict(),
         )
         wall = time.perf_counter() - t0
@@ -293,7 +314,7 @@ def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
             result.model,
             forget=f,
             retain=r_ev,
-            test=(ctx.data.test_x, ctx.data.test_y),
+            test=ctx.test,
             membership=True,
         )
         row.update(
