@@ -13,6 +13,7 @@ from torch import nn
 import amnesiac
 from amnesiac.data import Splits
 from amnesiac.methods.base import registered
+from amnesiac.methods.l2ul import L2UL
 from amnesiac.models import create_model
 
 METHODS = sorted(registered())
@@ -347,3 +348,24 @@ def test_paper_preset_pins_every_setting(name: str) -> None:
     free = {"seed", "objective", "eval_batch_size", "pgd_batch_size", "precision"}
     pinned = set(info.cls.presets["paper"])
     assert {f.name for f in dataclasses.fields(info.config_cls)} - pinned == free
+
+
+def test_forget_term_escalates_until_first_forgotten_then_freezes(tiny_model, forget8) -> None:
+    from amnesiac.methods.base import UnlearnData
+
+    x, y = forget8
+    data = UnlearnData(x, y, None, None, None, 10)
+    # far too small a step to forget in 5 steps: the factor doubles every 2 steps, 1, 1, 2, 2, 4
+    stuck = L2UL(amnesiac.make_config("l2ul", lr=1e-9, max_steps=5, stop="budget",
+                                      forget_escalate_steps=2))  # fmt: skip
+    assert not stuck.unlearn(tiny_model, data).forgotten
+    assert stuck.escalation == 4.0
+    # doubling every step until D_f is first forgotten at step s, then frozen through the heal
+    method = L2UL(amnesiac.make_config("l2ul", forget_escalate_steps=1, heal_steps=20))
+    result = method.unlearn(tiny_model, data)
+    first = next(int(h["step"]) for h in result.history if h["forget_acc"] == 0.0)
+    assert result.forgotten and result.steps > first
+    assert method.escalation == 2.0 ** (first - 1)
+    off = L2UL(amnesiac.make_config("l2ul", forget_escalate_steps=0, max_steps=3, stop="budget"))
+    off.unlearn(tiny_model, data)
+    assert off.escalation == 1.0
