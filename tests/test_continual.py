@@ -33,7 +33,7 @@ def test_cli_continual_chains_rounds_and_resumes(
     run = tmp_path / "run"
     argv = ["continual", "--model", str(start), "--dataset", "digits", "--per-round", "4",
             "--method", "neg_grad", "--out", str(run), "--retain-eval-size", "200",
-            "--no-progress", "--lr", "0.01"]  # fmt: skip
+            "--no-progress", "--lr", "0.01", "--chained"]  # fmt: skip
     assert main([*argv, "--rounds", "2"]) == 0
     entries = read_ledger(run / "ledger.jsonl")
     assert [e["request_id"] for e in entries] == ["round-1", "round-2"]
@@ -72,3 +72,43 @@ def test_from_original_re_solves_the_union_from_the_original(tiny_model, digits)
     )  # fmt: skip
     # the first round is the same request either way (timings aside)
     assert {**rows[0], "seconds": 0} == {**chained[0], "seconds": 0}
+
+
+def test_cli_continual_from_the_original_records_the_union_and_verifies(
+    tiny_model, digits, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    start = tmp_path / "m0.safetensors"
+    meta = model_meta("cnn", in_channels=1, num_classes=10, mean=digits.mean, std=digits.std,
+                      input_shape=[1, 8, 8], dataset="digits")  # fmt: skip
+    amnesiac.save_checkpoint(tiny_model, start, meta)
+    run = tmp_path / "run"
+    argv = ["continual", "--model", str(start), "--dataset", "digits", "--per-round", "3",
+            "--method", "neg_grad", "--out", str(run), "--retain-eval-size", "100",
+            "--no-progress", "--lr", "0.01"]  # fmt: skip
+    assert main([*argv, "--rounds", "2"]) == 0
+    entries = read_ledger(run / "ledger.jsonl")
+    assert all(e["from_original"] for e in entries)
+    assert entries[1]["input_sha256"] == entries[0]["input_sha256"]  # both from the original
+    assert set(entries[0]["forget_indices"]) < set(entries[1]["forget_indices"])
+    assert len(entries[1]["forget_indices"]) == 6
+    assert main(["verify", str(run / "ledger.jsonl")]) == 0
+    assert main([*argv, "--rounds", "3"]) == 0  # resumes after round 2
+    assert len(read_ledger(run / "ledger.jsonl")[2]["forget_indices"]) == 9
+    capsys.readouterr()
+    assert main([*argv, "--rounds", "4", "--chained"]) == 2  # not the run this folder holds
+    assert "does not continue" in capsys.readouterr().err
+
+
+def test_ledger_rule_for_requests_re_solved_from_the_original() -> None:
+    from amnesiac.ledger import start_problem
+
+    first = {"request_id": "a", "input_sha256": "m0", "output_sha256": "m1",
+             "forget_indices": [1, 2]}  # fmt: skip
+    good = {"request_id": "b", "from_original": True, "input_sha256": "m0",
+            "output_sha256": "m2", "forget_indices": [1, 2, 3]}  # fmt: skip
+    assert start_problem([first, good], 1) is None
+    assert "first request's input" in str(start_problem([first, {**good, "input_sha256": "m1"}], 1))
+    dropped = {**good, "forget_indices": [2, 3]}
+    assert "leaves out instances of request a" in str(start_problem([first, dropped], 1))
+    chained = {"request_id": "c", "input_sha256": "m9", "output_sha256": "m3"}
+    assert "previous request's model" in str(start_problem([first, chained], 1))

@@ -45,6 +45,7 @@ from amnesiac.ledger import (
     current_model,
     file_sha256,
     indices_sha256,
+    start_problem,
 )
 from amnesiac.models import (
     Checkpoint,
@@ -511,11 +512,17 @@ def cmd_continual(args: argparse.Namespace, extra: list[str]) -> int:
     ledger = out / "ledger.jsonl"
     entries = checked_entries(ledger)
     in_path = pretrained_path(data.name) if args.model in (None, "shipped") else Path(args.model)
-    prev_sha = file_sha256(in_path)
+    prev_sha = original_sha = file_sha256(in_path)
+    from_original = not args.chained
     start: list[tuple[torch.nn.Module, dict[str, Any]]] = []
     for i, e in enumerate(entries):  # resume: rounds already recorded
         path = out / f"round-{i + 1}.safetensors"
-        if e.get("input_sha256") != prev_sha or not path.is_file():
+        expected = original_sha if from_original else prev_sha
+        if (
+            e.get("input_sha256") != expected
+            or bool(e.get("from_original")) != from_original
+            or not path.is_file()
+        ):
             raise LedgerError(
                 f"{ledger} does not continue from {in_path} (round {i + 1}); use a new --out folder"
             )
@@ -530,12 +537,17 @@ def cmd_continual(args: argparse.Namespace, extra: list[str]) -> int:
         f"{data.name} from {source}"
     )
 
+    asked: list[int] = [i for _, row in start for i in row["forget_indices"]]
+
     def on_round(r: int, model: torch.nn.Module, row: dict[str, Any]) -> None:
         nonlocal prev_sha
         path = out / f"round-{r}.safetensors"
         meta = {**ckpt.meta, "unlearned": {"method": args.method, "round": r, "from": source}}
         atomic_write_bytes(path, checkpoint_bytes(model, meta))
-        idx = row["forget_indices"]
+        asked.extend(row["forget_indices"])
+        # a re-solved round deleted every request so far, from the original model
+        idx = list(asked) if from_original else row["forget_indices"]
+        forget_acc = row["all_forget_acc"] if from_original else row["round_forget_acc"]
         entry = append_entry(
             ledger,
             {
@@ -548,10 +560,11 @@ def cmd_continual(args: argparse.Namespace, extra: list[str]) -> int:
                 "forget_count": len(idx),
                 "forget_sha256": indices_sha256(idx),
                 "forget_indices": idx,
-                "input_sha256": prev_sha,
+                "from_original": from_original,
+                "input_sha256": original_sha if from_original else prev_sha,
                 "output_model": path.name,
                 "output_sha256": file_sha256(path),
-                "metrics": {"after": {"forget_acc": row["round_forget_acc"]}},
+                "metrics": {"after": {"forget_acc": forget_acc}},
                 "continual_row": row,
                 "versions": _versions(),
             },
@@ -576,6 +589,7 @@ def cmd_continual(args: argparse.Namespace, extra: list[str]) -> int:
         progress=not args.no_progress,
         on_round=on_round,
         start=start,
+        from_original=from_original,
     )
     before = amnesiac.evaluate(ckpt.model, test=(data.test_x, data.test_y))["test_acc"]
     table = [
@@ -596,6 +610,7 @@ def cmd_continual(args: argparse.Namespace, extra: list[str]) -> int:
     )
     print(f"D_test before the first round: {before:.2f}%")
     summary = {
+        "from_original": from_original,
         "method": args.method,
         "settings": config.to_dict(),
         "dataset": data.name,
@@ -626,8 +641,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             raise LedgerError(f"{where}: its model {model_path} is missing")
         if file_sha256(model_path) != e["output_sha256"]:
             raise LedgerError(f"{where}: {model_path} does not match the recorded SHA-256")
-        if i > 0 and e.get("input_sha256") != entries[i - 1]["output_sha256"]:
-            raise LedgerError(f"{where}: it did not start from the previous request's model")
+        if problem := start_problem(entries, i):
+            raise LedgerError(f"{where}: {problem}")
         ckpt = load_checkpoint(model_path)
         if "forget_indices" in e and not args.no_accuracy:
             name = str(e["dataset"])
@@ -871,7 +886,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "continual",
-        help="deletion requests in sequence, each from the previous model (with a ledger)",
+        help="deletion requests in sequence, each re-solved from the original model (or "
+        "chained from the previous one), with a ledger",
         description="Run the continual-unlearning scenario. Method settings are flags, as for "
         "`amnesiac unlearn`. Resumes from the ledger in --out.",
     )
@@ -883,6 +899,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None, help="a named settings bundle, e.g. paper")
     p.add_argument("--out", required=True, help="folder for round models, ledger, JSON and plot")
     p.add_argument("--seed", type=int, default=0, help="seed of the instances drawn")
+    p.add_argument(
+        "--chained",
+        action="store_true",
+        help="start each round from the previous round's model (the paper's scenario) instead "
+        "of re-solving every request so far from the original model (the default)",
+    )
     p.add_argument("--retain-eval-size", type=int, default=10000, help="D_r sample size (0: all)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 

@@ -116,6 +116,36 @@ def checked_entries(path: str | Path) -> list[dict[str, Any]]:
     return entries
 
 
+def start_problem(entries: list[dict[str, Any]], i: int) -> str | None:
+    """Why entry ``i`` did not start where the ledger's rules say it must, or ``None``.
+
+    A chained request starts from the model the previous request produced. A request marked
+    ``"from_original": true`` re-solves every request so far from the original model instead: it
+    starts from the first request's input model, and its forget indices hold every earlier
+    request's (where the indices are stored, not only their hash).
+    """
+    if i == 0:
+        return None
+    e = entries[i]
+    if not e.get("from_original"):
+        if e.get("input_sha256") != entries[i - 1].get("output_sha256"):
+            return "it did not start from the previous request's model"
+        return None
+    if e.get("input_sha256") != entries[0].get("input_sha256"):
+        return (
+            "it re-solves from the original model but did not start from the first request's input"
+        )
+    if "forget_indices" in e:
+        have = {int(v) for v in e["forget_indices"]}
+        for earlier in entries[:i]:
+            if not {int(v) for v in earlier.get("forget_indices", [])} <= have:
+                return (
+                    "it re-solves from the original model but leaves out instances of request "
+                    f"{earlier.get('request_id')}"
+                )
+    return None
+
+
 def current_model(entries: list[dict[str, Any]]) -> tuple[str, str] | None:
     """``(path, sha256)`` of the model the latest entry produced, or ``None`` for no entries."""
     if not entries:

@@ -30,7 +30,7 @@ class Cell:
     rounds: int = 0  # continual cells: requests in sequence, k instances each
     audit: bool = False  # also measure LiRA, relearn time and CKA (not part of the id)
     surrogate: str | None = None  # unlabeled anchor images (amnesiac.load_surrogate's spec)
-    from_original: bool = False  # continual cells: each round re-solves the union from the start
+    from_original: bool = False  # continual: each round re-solves every request so far
 
     @property
     def id(self) -> str:
@@ -186,7 +186,7 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
                     kind="continual",
                     section="continual",
                     rounds=int(entry["rounds"]),
-                    from_original=bool(entry.get("from_original", False)),
+                    from_original=bool(entry.get("from_original", True)),
                 )
             )
     test_rows = spec.get("test_rows")
