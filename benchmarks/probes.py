@@ -9,6 +9,14 @@ Prints one JSON line per run.
     python benchmarks/probes.py inversion K SEED          # + proxies inverted from the model
     python benchmarks/probes.py same_class_mix K SEED     # mixtures of same-class forget images
     python benchmarks/probes.py heal_schedule K SEED      # cosine lr decay over the heal steps
+    python benchmarks/probes.py select K SEED STEPS      # data-free signals to pick the end step
+
+``select`` (issue 15, lever 5: "ending well") runs l2ul under bf16 for STEPS steps and records,
+every 5 steps: the validation drop (2,000 instances), the smallest forget margin, and three
+signals that need no data: KL divergence and argmax agreement with the original model on 1,024
+held-out proxies (made like l2ul's with another generator), and the weight distance from the
+original. ``--summary`` on its rows prints, per run, the rank correlation of each signal with
+the drop over the steps where D_f is forgotten and the drop at the step each signal would pick.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import amnesiac.methods.l2ul as l2ul_module
 from amnesiac.methods.l2ul import L2UL
 from amnesiac.metrics import accuracy, predict_logits
 from amnesiac.ops.losses import other_max
+from amnesiac.ops.proxy import forget_proxies
 
 torch.set_num_threads(1)
 
@@ -148,6 +157,34 @@ def run(probe: str, k: int, seed: int, steps: int = 450) -> None:
 
         L2UL.make_optimizer = make_optimizer  # type: ignore[method-assign]
         L2UL.loss = loss  # type: ignore[method-assign]
+    elif probe == "select":
+        xf, yf = forget
+        xv, yv = val[0][:2000], val[1][:2000]
+        base = accuracy(model, xv, yv)
+        hold = forget_proxies(xf, 1024, min_shift=3, max_shift=4,
+                              generator=torch.Generator().manual_seed(999))
+        ref = predict_logits(model, hold)
+        theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+        def loss(self: L2UL, m: nn.Module, d: Any, step: int) -> dict[str, Tensor]:
+            if step % 5 == 1:
+                out, ph = predict_logits(m, xf), predict_logits(m, hold)
+                true = out.gather(1, yf[:, None]).squeeze(1)
+                kl = F.kl_div(ph.log_softmax(1), ref.log_softmax(1), log_target=True,
+                              reduction="batchmean")
+                dist = sum(((p.detach() - theta0[n]) ** 2).sum() for n, p in m.named_parameters())
+                row = {"k": k, "seed": seed, "step": step - 1,
+                       "val_drop": round(base - accuracy(m, xv, yv), 2),
+                       "min_margin": round(float((other_max(out, yf) - true).min()), 3),
+                       "proxy_kl": round(float(kl), 4),
+                       "proxy_agree": round(float((ph.argmax(1) == ref.argmax(1)).float().mean()
+                                                  * 100), 2),
+                       "dist": round(float(dist) ** 0.5, 4)}
+                print(json.dumps(row), flush=True)
+            return original_loss(self, m, d, step)
+
+        L2UL.loss = loss  # type: ignore[method-assign]
+        settings = {"stop": "budget", "max_steps": steps, "shrink_steps": 0, "precision": "bf16"}
     else:
         raise SystemExit(f"unknown probe {probe!r}; see the docstring")
     t0 = time.perf_counter()
@@ -158,5 +195,26 @@ def run(probe: str, k: int, seed: int, steps: int = 450) -> None:
                       "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
 
 
+def summary(path: str) -> None:
+    """Per (k, seed) of ``select`` rows: each signal's rank correlation with the drop over the
+    forgotten steps, and the drop at the step it picks."""
+    rows = [json.loads(line) for line in open(path) if '"min_margin"' in line]
+    for key in sorted({(r["k"], r["seed"]) for r in rows if "k" in r}):
+        done = [r for r in rows if (r.get("k"), r.get("seed")) == key and r["min_margin"] > 0
+                and r["step"] > 0]
+        drops = torch.tensor([r["val_drop"] for r in done])
+        out: dict[str, Any] = {"k": key[0], "seed": key[1], "forgotten_steps": len(done),
+                               "mean_drop": round(float(drops.mean()), 2)}
+        for signal, best in (("proxy_kl", min), ("proxy_agree", max), ("dist", min)):
+            values = torch.tensor([r[signal] for r in done])
+            ranks = torch.stack([values.argsort().argsort(), drops.argsort().argsort()]).float()
+            out[f"{signal}_spearman"] = round(float(torch.corrcoef(ranks)[0, 1]), 2)
+            out[f"{signal}_picks"] = best(done, key=lambda r, s=signal: r[s])["val_drop"]
+        print(json.dumps(out))
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--summary":
+        summary(sys.argv[2])
+        raise SystemExit
     run(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *map(int, sys.argv[4:5]))

@@ -93,6 +93,19 @@ CANDIDATES: dict[str, dict] = {
     # session 6: bfloat16 autocast (about 2.3x faster on this CPU) against float32, both defaults
     "L+bf16": {"precision": "bf16"},
     "ngr+bf16": {"method": "neg_grad_retain", "precision": "bf16"},
+    # session 7 (issue 15), all under bf16 on top of the defaults of the day ("L+bf16" is the
+    # baseline): unlabeled in-domain anchors ("surrogate": that many retained training images
+    # outside the validation split, labels unused), and the step's gradient norm clipped
+    "L+surrogate": {"precision": "bf16", "surrogate": 5000},
+    "L+surrogate+pb256+heal400": {"precision": "bf16", "surrogate": 5000,
+                                  "proxy_batch_size": 256, "heal_steps": 400,
+                                  "max_steps": 1500},
+    "L+clip5": {"precision": "bf16", "clip_grad_norm": 5.0},
+    "L+clip20": {"precision": "bf16", "clip_grad_norm": 20.0},
+    # L+surrogate diverged at k=128 seed 101 (NaN loss at step 13): the same with the bound
+    "L+surrogate+pb256+heal400+clip20": {"precision": "bf16", "surrogate": 5000,
+                                         "proxy_batch_size": 256, "heal_steps": 400,
+                                         "max_steps": 1500, "clip_grad_norm": 20.0},
     # neg_grad_retain (reads the retained data)
     "ngr": {"method": "neg_grad_retain"},
     "ngr+runner_up+heal": {"method": "neg_grad_retain", "forget_loss": "runner_up",
@@ -118,6 +131,12 @@ CANDIDATES: dict[str, dict] = {
                                  "max_steps": 1500, "shrink_steps": 10},
 }
 
+
+# `tune.py continual ROUNDS PER_ROUND SEED...`: l2ul's defaults under bf16 in both schemes
+CONTINUAL: dict[str, dict] = {
+    "continual+chained": {"precision": "bf16", "from_original": False},
+    "continual+from_original": {"precision": "bf16", "from_original": True},
+}
 
 HERE = Path(__file__).parent
 
@@ -158,21 +177,88 @@ def report(rows_path: Path = HERE / "tune_results.jsonl", out: Path = HERE / "VA
             "|---|---|---|---|---|",
         ]
         for r in group:
+            if "diverged" in r:
+                secs = f"{r['seconds']:.0f}" if "seconds" in r else "not recorded"
+                lines.append(f"| {r['name']} | diverged: {r['diverged'][:60]} | - | - | "
+                             f"{secs} |")
+                continue
             lines.append(
                 f"| {r['name']} | {r['forget_acc']:.1f} | {r['val_drop']:.2f} | {r['steps']} | "
                 f"{r['seconds']:.0f} |"
             )
         lines.append("")
+    digits = HERE / "tune_digits_results.jsonl"
+    if digits.is_file():  # benchmarks/tune_digits.py: the defaults on the plain CNNs
+        from tune_digits import CANDIDATES as DIGITS
+
+        drows = [json.loads(line) for line in digits.read_text().splitlines() if line.strip()]
+        lines += [
+            "## Digits, plain CNNs (benchmarks/tune_digits.py)",
+            "",
+            "Validation split: 300 retained digits training instances; candidates on top of the "
+            "defaults of the day (`L-esc`: without `forget_escalate_steps`).",
+            "",
+            "| model | k | seed | candidate | D_f acc | validation drop | steps | seconds |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in drows:
+            lines.append(
+                f"| {r['arch']} | {r['k']} | {r['seed']} | {r['name']} | {r['forget_acc']:.1f} | "
+                f"{r['val_drop']:.2f} | {r['steps']} | {r['seconds']:.0f} |"
+            )
+        lines += ["", "| digits candidate | settings |", "|---|---|"]
+        for name in dict.fromkeys(r["name"] for r in drows):
+            lines.append(f"| {name} | `{json.dumps(DIGITS.get(name, '?'))}` |")
+        lines.append("")
     lines += ["## Candidates", "", "| candidate | settings |", "|---|---|"]
     for name in dict.fromkeys(r["name"] for r in rows):
-        lines.append(f"| {name} | `{json.dumps(CANDIDATES.get(name, '?'))}` |")
+        settings = CANDIDATES.get(name, CONTINUAL.get(name, "?"))
+        lines.append(f"| {name} | `{json.dumps(settings)}` |")
     lines.append("")
     out.write_text("\n".join(lines))
+
+
+def continual(rounds: int, per_round: int, seeds: list[int]) -> None:
+    """Issue 15, lever 6: requests chained from the previous round's model against every request
+    so far re-solved from the original, both with l2ul's defaults under bf16. The validation
+    measure is run_continual's D_r: a seeded sample of 10,000 training instances no round
+    requests (forget seeds 100-102, never the grid's; the test split is not looked at)."""
+    from amnesiac.continual import run_continual
+
+    data = amnesiac.load_dataset("fashion-mnist")
+    model = amnesiac.load_pretrained("fashion-mnist").model
+    config = amnesiac.make_config("l2ul", precision="bf16")
+    for seed in seeds:
+        base = None
+        for from_original in (False, True):
+            t0 = time.perf_counter()
+            rows = run_continual(model, data, rounds=rounds, per_round=per_round, method="l2ul",
+                                 config=config, seed=seed, from_original=from_original,
+                                 test=(data.test_x[:1], data.test_y[:1]))  # test unused
+            if base is None:
+                plan = torch.cat([torch.tensor(r["forget_indices"]) for r in rows])
+                never = amnesiac.retain_indices(len(data.train_y), plan)
+                g = torch.Generator().manual_seed(seed)
+                never = never[torch.randperm(len(never), generator=g)[:10000]].sort().values
+                base = amnesiac.evaluate(model, retain=(data.train_x[never],
+                                                        data.train_y[never]))["retain_acc"]
+            name = "continual+from_original" if from_original else "continual+chained"
+            print(json.dumps({
+                "name": name, "k": per_round * rounds, "seed": seed, "rounds": rounds,
+                "forget_acc": rows[-1]["all_forget_acc"],
+                "earlier_forget_acc": [r["all_forget_acc"] for r in rows],
+                "val_acc": rows[-1]["retain_acc"], "val_drop": base - rows[-1]["retain_acc"],
+                "val_drops": [round(base - r["retain_acc"], 2) for r in rows],
+                "steps": sum(r["steps"] for r in rows), "stopped_by": "rounds", "alpha": 1.0,
+                "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
 
 
 def main() -> None:
     if sys.argv[1:] == ["--report"]:
         report()
+        return
+    if sys.argv[1:2] == ["continual"]:
+        continual(int(sys.argv[2]), int(sys.argv[3]), [int(s) for s in sys.argv[4:]] or [100])
         return
     k = int(sys.argv[1]) if len(sys.argv) > 1 else 32
     seeds = [int(s) for s in sys.argv[2:]] or [100]
@@ -190,10 +276,18 @@ def main() -> None:
             t0 = time.perf_counter()
             settings = dict(settings)
             method = settings.pop("method", "l2ul")
-            extra = {"retain": (data.train_x[rest], data.train_y[rest])}
+            extra: dict = {"retain": (data.train_x[rest], data.train_y[rest])}
             if method == "l2ul":
                 extra = {}
-            r = amnesiac.unlearn(model, forget=f, method=method, seed=seed, **extra, **settings)
+            if n_surrogate := settings.pop("surrogate", 0):
+                extra["surrogate"] = data.train_x[rest[:n_surrogate]]
+            try:
+                r = amnesiac.unlearn(model, forget=f, method=method, seed=seed, **extra,
+                                     **settings)
+            except amnesiac.DivergenceError as e:  # a row too: "diverged" is a result
+                print(json.dumps({"name": name, "k": k, "seed": seed, "diverged": str(e),
+                                  "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+                continue
             m = amnesiac.evaluate(r.model, forget=f, retain=v)
             row = {"name": name, "k": k, "seed": seed, "forget_acc": m["forget_acc"],
                    "val_acc": m["retain_acc"], "val_drop": base["retain_acc"] - m["retain_acc"],

@@ -22,14 +22,14 @@ import torch
 import amnesiac
 
 HERE = Path(__file__).parent
+NO_ESC = {"forget_escalate_steps": 0}  # the defaults before forget_escalate_steps existed
 CANDIDATES: dict[str, dict] = {
     "L": {},
-    "L+clip0": {"clip_grad_norm": 0.0},
-    "L+shift0.2-0.3": {"proxy_min_shift": 0.2, "proxy_max_shift": 0.3},
-    "L+fsk16": {"forget_scale_k": 16},
-    "L+steps2000": {"max_steps": 2000},
-    # the defaults of the day before forget_escalate_steps (400) existed
-    "L-esc": {"forget_escalate_steps": 0},
+    "L-esc": NO_ESC,
+    "L-esc+clip0": {**NO_ESC, "clip_grad_norm": 0.0},
+    "L-esc+shift0.2-0.3": {**NO_ESC, "proxy_min_shift": 0.2, "proxy_max_shift": 0.3},
+    "L-esc+fsk16": {**NO_ESC, "forget_scale_k": 16},
+    "L-esc+steps2000": {**NO_ESC, "max_steps": 2000},
 }
 
 
