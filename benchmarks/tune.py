@@ -141,13 +141,15 @@ CONTINUAL: dict[str, dict] = {
 HERE = Path(__file__).parent
 
 
-def split(train_y: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor, ...]:
-    """Training indices: ``k`` random instances to forget, the 5,000-instance validation split,
-    and the rest of the retained instances (methods never train on the validation split)."""
+def split(train_y: torch.Tensor, k: int, seed: int, n_val: int = 5000
+          ) -> tuple[torch.Tensor, ...]:
+    """Training indices: ``k`` random instances to forget, the ``n_val``-instance validation
+    split, and the rest of the retained instances (methods never train on the validation
+    split)."""
     forget = amnesiac.parse_forget(f"random:{k}:{seed}", train_y)
     retain = amnesiac.retain_indices(len(train_y), forget)
     perm = torch.randperm(len(retain), generator=torch.Generator().manual_seed(1000 + seed))
-    return forget, retain[perm[:5000]], retain[perm[5000:]]
+    return forget, retain[perm[:n_val]], retain[perm[n_val:]]
 
 
 def report(rows_path: Path = HERE / "tune_results.jsonl", out: Path = HERE / "VALIDATION.md"
@@ -218,6 +220,24 @@ def report(rows_path: Path = HERE / "tune_results.jsonl", out: Path = HERE / "VA
     out.write_text("\n".join(lines))
 
 
+def measure(model: torch.nn.Module, forget: tuple, val: tuple, base_val_acc: float,
+            row: dict, **unlearn_kwargs) -> None:
+    """Run one candidate and print ``row`` with its measurements, or with the divergence (a
+    run that diverged is a result too)."""
+    t0 = time.perf_counter()
+    try:
+        r = amnesiac.unlearn(model, forget=forget, **unlearn_kwargs)
+    except amnesiac.DivergenceError as e:
+        print(json.dumps({**row, "diverged": str(e),
+                          "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+        return
+    m = amnesiac.evaluate(r.model, forget=forget, retain=val)
+    print(json.dumps({**row, "forget_acc": m["forget_acc"], "val_acc": m["retain_acc"],
+                      "val_drop": base_val_acc - m["retain_acc"], "steps": r.steps,
+                      "stopped_by": r.stopped_by, "alpha": r.update_fraction,
+                      "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+
+
 def continual(rounds: int, per_round: int, seeds: list[int]) -> None:
     """Issue 15, lever 6: requests chained from the previous round's model against every request
     so far re-solved from the original, both with l2ul's defaults under bf16. The validation
@@ -273,7 +293,6 @@ def main() -> None:
         for name, settings in CANDIDATES.items():
             if only and name not in only:
                 continue
-            t0 = time.perf_counter()
             settings = dict(settings)
             method = settings.pop("method", "l2ul")
             extra: dict = {"retain": (data.train_x[rest], data.train_y[rest])}
@@ -281,19 +300,8 @@ def main() -> None:
                 extra = {}
             if n_surrogate := settings.pop("surrogate", 0):
                 extra["surrogate"] = data.train_x[rest[:n_surrogate]]
-            try:
-                r = amnesiac.unlearn(model, forget=f, method=method, seed=seed, **extra,
-                                     **settings)
-            except amnesiac.DivergenceError as e:  # a row too: "diverged" is a result
-                print(json.dumps({"name": name, "k": k, "seed": seed, "diverged": str(e),
-                                  "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
-                continue
-            m = amnesiac.evaluate(r.model, forget=f, retain=v)
-            row = {"name": name, "k": k, "seed": seed, "forget_acc": m["forget_acc"],
-                   "val_acc": m["retain_acc"], "val_drop": base["retain_acc"] - m["retain_acc"],
-                   "steps": r.steps, "stopped_by": r.stopped_by, "alpha": r.update_fraction,
-                   "seconds": round(time.perf_counter() - t0, 1)}
-            print(json.dumps(row), flush=True)
+            measure(model, f, v, base["retain_acc"], {"name": name, "k": k, "seed": seed},
+                    method=method, seed=seed, **extra, **settings)
 
 
 if __name__ == "__main__":

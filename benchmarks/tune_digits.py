@@ -11,13 +11,11 @@ defaults (``TUNE_ONLY`` picks some); the validation split is 300 retained traini
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import time
 from pathlib import Path
 
-import torch
+from tune import measure, split  # benchmarks/tune.py, beside this script
 
 import amnesiac
 
@@ -43,45 +41,16 @@ def main() -> None:
     else:
         model = amnesiac.load_checkpoint(HERE / "models" / f"digits-{arch}.safetensors").model
     for seed in seeds:
-        forget = amnesiac.parse_forget(f"random:{k}:{seed}", data.train_y)
-        retain = amnesiac.retain_indices(len(data.train_y), forget)
-        perm = torch.randperm(len(retain), generator=torch.Generator().manual_seed(1000 + seed))
-        val = retain[perm[:300]]
+        forget, val, _ = split(data.train_y, k, seed, n_val=300)
         f = (data.train_x[forget], data.train_y[forget])
         v = (data.train_x[val], data.train_y[val])
         base = amnesiac.evaluate(model, forget=f, retain=v)
         for name, settings in CANDIDATES.items():
             if only and name not in only:
                 continue
-            t0 = time.perf_counter()
-            try:
-                r = amnesiac.unlearn(model, forget=f, seed=seed, precision="bf16", **settings)
-            except amnesiac.DivergenceError as e:
-                print(
-                    json.dumps(
-                        {"arch": arch, "name": name, "k": k, "seed": seed, "diverged": str(e)}
-                    ),
-                    flush=True,
-                )
-                continue
-            m = amnesiac.evaluate(r.model, forget=f, retain=v)
-            print(
-                json.dumps(
-                    {
-                        "arch": arch,
-                        "name": name,
-                        "k": k,
-                        "seed": seed,
-                        "forget_acc": m["forget_acc"],
-                        "val_drop": round(base["retain_acc"] - m["retain_acc"], 2),
-                        "steps": r.steps,
-                        "stopped_by": r.stopped_by,
-                        "seconds": round(time.perf_counter() - t0, 1),
-                    }
-                ),
-                flush=True,
-            )
-
+            measure(model, f, v, base["retain_acc"],
+                    {"arch": arch, "name": name, "k": k, "seed": seed},
+                    seed=seed, precision="bf16", **settings)
 
 if __name__ == "__main__":
     main()

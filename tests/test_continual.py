@@ -23,17 +23,22 @@ def test_round_indices_are_distinct_and_prefix_stable() -> None:
     )
 
 
-def test_cli_continual_chains_rounds_and_resumes(
-    tiny_model, digits, tmp_path: Path, capsys
-) -> None:  # type: ignore[no-untyped-def]
+def _continual_argv(model, digits, tmp_path: Path, per_round: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """Save ``model`` as a digits checkpoint and return a continual command line on it."""
     start = tmp_path / "m0.safetensors"
     meta = model_meta("cnn", in_channels=1, num_classes=10, mean=digits.mean, std=digits.std,
                       input_shape=[1, 8, 8], dataset="digits")  # fmt: skip
-    amnesiac.save_checkpoint(tiny_model, start, meta)
+    amnesiac.save_checkpoint(model, start, meta)
+    return ["continual", "--model", str(start), "--dataset", "digits", "--per-round",
+            str(per_round), "--method", "neg_grad", "--out", str(tmp_path / "run"),
+            "--retain-eval-size", "200", "--no-progress", "--lr", "0.01"]  # fmt: skip
+
+
+def test_cli_continual_chains_rounds_and_resumes(
+    tiny_model, digits, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
     run = tmp_path / "run"
-    argv = ["continual", "--model", str(start), "--dataset", "digits", "--per-round", "4",
-            "--method", "neg_grad", "--out", str(run), "--retain-eval-size", "200",
-            "--no-progress", "--lr", "0.01", "--chained"]  # fmt: skip
+    argv = [*_continual_argv(tiny_model, digits, tmp_path, 4), "--chained"]
     assert main([*argv, "--rounds", "2"]) == 0
     entries = read_ledger(run / "ledger.jsonl")
     assert [e["request_id"] for e in entries] == ["round-1", "round-2"]
@@ -77,14 +82,8 @@ def test_from_original_re_solves_the_union_from_the_original(tiny_model, digits)
 def test_cli_continual_from_the_original_records_the_union_and_verifies(
     tiny_model, digits, tmp_path: Path, capsys
 ) -> None:  # type: ignore[no-untyped-def]
-    start = tmp_path / "m0.safetensors"
-    meta = model_meta("cnn", in_channels=1, num_classes=10, mean=digits.mean, std=digits.std,
-                      input_shape=[1, 8, 8], dataset="digits")  # fmt: skip
-    amnesiac.save_checkpoint(tiny_model, start, meta)
     run = tmp_path / "run"
-    argv = ["continual", "--model", str(start), "--dataset", "digits", "--per-round", "3",
-            "--method", "neg_grad", "--out", str(run), "--retain-eval-size", "100",
-            "--no-progress", "--lr", "0.01"]  # fmt: skip
+    argv = _continual_argv(tiny_model, digits, tmp_path, 3)
     assert main([*argv, "--rounds", "2"]) == 0
     entries = read_ledger(run / "ledger.jsonl")
     assert all(e["from_original"] for e in entries)
