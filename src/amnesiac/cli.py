@@ -208,7 +208,12 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------ commands
 def cmd_methods(args: argparse.Namespace) -> int:
     rows = [
-        [m.name, "+".join(m.reads), ", ".join(sorted(m.cls.presets)) or "-", m.summary]
+        [
+            m.name,
+            "+".join(m.reads) + "".join(f" (+{a})" for a in m.accepts),
+            ", ".join(sorted(m.cls.presets)) or "-",
+            m.summary,
+        ]
         for m in amnesiac.list_methods()
     ]
     print(_table(rows, ["method", "reads", "presets", "description"]))

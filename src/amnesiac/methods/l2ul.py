@@ -298,8 +298,8 @@ class L2UL(Unlearner):
     name = "l2ul"
     config_cls = L2ULConfig
     summary = (
-        "MAS weight importance + forget-set proxies (paper preset: + adversarial examples, "
-        "the paper's full method)"
+        "MAS weight importance + forget-set proxies, or surrogate images when given (paper "
+        "preset: + adversarial examples, the paper's full method)"
     )
     reference = PAPER_URL
     accepts: ClassVar[tuple[str, ...]] = ("surrogate",)
