@@ -330,8 +330,14 @@ def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Pat
             if grid.retain_eval_size
             else "all retained instances"
         )
-        + "; D_f and D_test on all of them. Accuracies in percent, mean ± std over seeds; "
-        "drops are before minus after.",
+        + "; D_f on every forget instance; D_test on "
+        + (
+            f"test rows {grid.test_rows[0]} to {grid.test_rows[1] - 1} only (`test_rows`: the "
+            "other rows may be surrogate images)"
+            if grid.test_rows
+            else "the whole test split"
+        )
+        + ". Accuracies in percent, mean ± std over seeds; drops are before minus after.",
         "",
     ]
     speed = [r for r in ok if r.get("kind") == "speed"]
