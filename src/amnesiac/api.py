@@ -111,8 +111,8 @@ def unlearn(
             ``finetune``, ``retrain``); ignored by forget-only methods.
         surrogate: Unlabeled images from the data's own domain that were not trained on (e.g.
             inputs the deployed model serves), as a tensor ``(N, C, H, W)`` in [0, 1], a Dataset
-            or an ``(x, y)`` pair (labels ignored). Methods that accept it (``l2ul`` and its
-            variants, see :attr:`MethodInfo.accepts`) hold the original model's outputs on
+            or an ``(x, y)`` pair (labels ignored). Methods that accept it (``l2ul``; see
+            :attr:`MethodInfo.accepts`) hold the original model's outputs on
             these images instead of on proxies made from the forget set. Never the training
             set: with it, use a method that reads ``retain``.
         targets: Per-instance relabel targets ``(K,)``; implies ``objective="relabel"``.
