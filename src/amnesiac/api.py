@@ -21,6 +21,7 @@ from amnesiac.methods.base import (
     UnlearnConfig,
     UnlearnData,
     UnlearnResult,
+    accepting,
     get_method,
     registered,
 )
@@ -168,10 +169,9 @@ def unlearn(
     sx = None
     if surrogate is not None:
         if "surrogate" not in info.accepts:
-            takers = sorted(m.name for m in list_methods() if "surrogate" in m.accepts)
             problems.append(
                 f"method {method!r} does not use surrogate images; methods that do: "
-                f"{', '.join(takers)}"
+                f"{', '.join(accepting('surrogate'))}"
             )
         else:
             sx = as_images(surrogate, name="surrogate").to(device=device, dtype=dtype)

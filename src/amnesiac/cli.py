@@ -47,6 +47,7 @@ from amnesiac.ledger import (
     indices_sha256,
     start_problem,
 )
+from amnesiac.methods.base import accepting
 from amnesiac.models import (
     Checkpoint,
     list_archs,
@@ -320,10 +321,9 @@ def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
     surrogate = None
     if args.surrogate:
         if "surrogate" not in info.accepts:
-            takers = [m.name for m in amnesiac.list_methods() if "surrogate" in m.accepts]
             raise CLIError(
                 f"method {args.method!r} does not use --surrogate; methods that do: "
-                + ", ".join(takers)
+                + ", ".join(accepting("surrogate"))
             )
         surrogate = load_surrogate(args.surrogate, data_dir=args.data_dir, download=args.download)
         rows_taken = surrogate_test_rows(args.surrogate, data.name, len(data.test_y))

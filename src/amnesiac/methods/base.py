@@ -505,6 +505,11 @@ def get_method(name: str) -> MethodInfo:
     return _REGISTRY[name]
 
 
+def accepting(optional_input: str) -> list[str]:
+    """Names of the registered methods that use ``optional_input`` (e.g. ``"surrogate"``)."""
+    return sorted(name for name, info in _REGISTRY.items() if optional_input in info.accepts)
+
+
 def registered() -> dict[str, MethodInfo]:
     """All registered methods by name."""
     return dict(_REGISTRY)
