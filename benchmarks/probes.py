@@ -119,9 +119,12 @@ def run(probe: str, k: int, seed: int, steps: int = 450) -> None:
                 out = predict_logits(m, xf)
                 true = out.gather(1, yf[:, None]).squeeze(1)
                 other = other_max(out, yf)
-                row = {"step": step - 1, "val_drop": round(base - accuracy(m, *val), 2),
-                       "forget_acc": accuracy(m, xf, yf),
-                       "min_margin": round(float((other - true).min()), 2)}
+                row = {
+                    "step": step - 1,
+                    "val_drop": round(base - accuracy(m, *val), 2),
+                    "forget_acc": accuracy(m, xf, yf),
+                    "min_margin": round(float((other - true).min()), 2),
+                }
                 print(json.dumps(row), flush=True)
             return original_loss(self, m, d, step)
 
@@ -133,8 +136,9 @@ def run(probe: str, k: int, seed: int, steps: int = 450) -> None:
 
         def proxies(x: Tensor, n: int, **kw: Any) -> Tensor:
             if extra is not None:  # half of every proxy batch from the inverted inputs
-                return torch.cat([made(x, n, **kw), extra.repeat(math.ceil(n / len(extra)), 1,
-                                                                 1, 1)[:n]])
+                return torch.cat(
+                    [made(x, n, **kw), extra.repeat(math.ceil(n / len(extra)), 1, 1, 1)[:n]]
+                )
             half = made(x, n - n // 2, **{**kw, "mix": False})
             return torch.cat([half, same_class_mix(x, forget[1], n // 2, kw["generator"])])
 
@@ -161,8 +165,9 @@ def run(probe: str, k: int, seed: int, steps: int = 450) -> None:
         xf, yf = forget
         xv, yv = val[0][:2000], val[1][:2000]
         base = accuracy(model, xv, yv)
-        hold = forget_proxies(xf, 1024, min_shift=3, max_shift=4,
-                              generator=torch.Generator().manual_seed(999))
+        hold = forget_proxies(
+            xf, 1024, min_shift=3, max_shift=4, generator=torch.Generator().manual_seed(999)
+        )
         ref = predict_logits(model, hold)
         theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
 
@@ -170,16 +175,22 @@ def run(probe: str, k: int, seed: int, steps: int = 450) -> None:
             if step % 5 == 1:
                 out, ph = predict_logits(m, xf), predict_logits(m, hold)
                 true = out.gather(1, yf[:, None]).squeeze(1)
-                kl = F.kl_div(ph.log_softmax(1), ref.log_softmax(1), log_target=True,
-                              reduction="batchmean")
+                kl = F.kl_div(
+                    ph.log_softmax(1), ref.log_softmax(1), log_target=True, reduction="batchmean"
+                )
                 dist = sum(((p.detach() - theta0[n]) ** 2).sum() for n, p in m.named_parameters())
-                row = {"k": k, "seed": seed, "step": step - 1,
-                       "val_drop": round(base - accuracy(m, xv, yv), 2),
-                       "min_margin": round(float((other_max(out, yf) - true).min()), 3),
-                       "proxy_kl": round(float(kl), 4),
-                       "proxy_agree": round(float((ph.argmax(1) == ref.argmax(1)).float().mean()
-                                                  * 100), 2),
-                       "dist": round(float(dist) ** 0.5, 4)}
+                row = {
+                    "k": k,
+                    "seed": seed,
+                    "step": step - 1,
+                    "val_drop": round(base - accuracy(m, xv, yv), 2),
+                    "min_margin": round(float((other_max(out, yf) - true).min()), 3),
+                    "proxy_kl": round(float(kl), 4),
+                    "proxy_agree": round(
+                        float((ph.argmax(1) == ref.argmax(1)).float().mean() * 100), 2
+                    ),
+                    "dist": round(float(dist) ** 0.5, 4),
+                }
                 print(json.dumps(row), flush=True)
             return original_loss(self, m, d, step)
 
@@ -189,22 +200,40 @@ def run(probe: str, k: int, seed: int, steps: int = 450) -> None:
         raise SystemExit(f"unknown probe {probe!r}; see the docstring")
     t0 = time.perf_counter()
     r = amnesiac.unlearn(model, forget=forget, method="l2ul", seed=seed, **settings)
-    print(json.dumps({"probe": probe, "k": k, "seed": seed,
-                      "forget_acc": accuracy(r.model, *forget),
-                      "val_drop": round(base - accuracy(r.model, *val), 2), "steps": r.steps,
-                      "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "probe": probe,
+                "k": k,
+                "seed": seed,
+                "forget_acc": accuracy(r.model, *forget),
+                "val_drop": round(base - accuracy(r.model, *val), 2),
+                "steps": r.steps,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        ),
+        flush=True,
+    )
 
 
 def summary(path: str) -> None:
     """Per (k, seed) of ``select`` rows: each signal's rank correlation with the drop over the
     forgotten steps, and the drop at the step it picks."""
-    rows = [json.loads(line) for line in open(path) if '"min_margin"' in line]
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if '"min_margin"' in line]
     for key in sorted({(r["k"], r["seed"]) for r in rows if "k" in r}):
-        done = [r for r in rows if (r.get("k"), r.get("seed")) == key and r["min_margin"] > 0
-                and r["step"] > 0]
+        done = [
+            r
+            for r in rows
+            if (r.get("k"), r.get("seed")) == key and r["min_margin"] > 0 and r["step"] > 0
+        ]
         drops = torch.tensor([r["val_drop"] for r in done])
-        out: dict[str, Any] = {"k": key[0], "seed": key[1], "forgotten_steps": len(done),
-                               "mean_drop": round(float(drops.mean()), 2)}
+        out: dict[str, Any] = {
+            "k": key[0],
+            "seed": key[1],
+            "forgotten_steps": len(done),
+            "mean_drop": round(float(drops.mean()), 2),
+        }
         for signal, best in (("proxy_kl", min), ("proxy_agree", max), ("dist", min)):
             values = torch.tensor([r[signal] for r in done])
             ranks = torch.stack([values.argsort().argsort(), drops.argsort().argsort()]).float()

@@ -252,6 +252,11 @@ class Unlearner:
         """One step's loss: a dict with a ``"loss"`` key and named parts to log."""
         raise NotImplementedError
 
+    def backward(self, model: nn.Module, parts: dict[str, Tensor]) -> None:
+        """Fill the gradients of ``model``'s parameters from this step's ``parts`` (from
+        :meth:`loss`); the default differentiates ``parts["loss"]``."""
+        parts["loss"].backward()
+
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         """The optimizer of the update steps: SGD with the config's momentum and weight decay."""
         c = self.config
@@ -358,7 +363,7 @@ class Unlearner:
                                 "input model is untouched. Lower lr or raise the regularization"
                             )
                         opt.zero_grad(set_to_none=True)
-                        loss.backward()
+                        self.backward(work, parts)
                         if cfg.clip_grad_norm > 0:
                             parts["grad_norm"] = torch.nn.utils.clip_grad_norm_(
                                 work.parameters(), cfg.clip_grad_norm

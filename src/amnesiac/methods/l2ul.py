@@ -21,9 +21,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from amnesiac.methods.base import UnlearnConfig, UnlearnData, Unlearner, register
+from amnesiac.ops.boundary import nearest_boundary_class
 from amnesiac.ops.importance import importance_penalty, mas_importance, normalize_importance
 from amnesiac.ops.losses import ForgetLoss, forget_loss, runner_up, soft_cross_entropy
 from amnesiac.ops.pgd import paper_targets, pgd_l2, random_targets
+from amnesiac.ops.project import agem_project
 from amnesiac.ops.proxy import forget_proxies
 
 PAPER_URL = (
@@ -66,6 +68,13 @@ class L2ULConfig(UnlearnConfig):
             forget set harder than the one the defaults were tuned on still forgets within the
             budget; once the objective is met the factor stays where it is.
         margin: Logit margin of ``forget_loss="margin"``.
+        nearest_target: Train each forget instance toward the class of its nearest decision
+            boundary at the original model (where DeepFool's smallest L2 step lands, see
+            :func:`amnesiac.ops.nearest_boundary_class`), with ``forget_loss``, instead of away
+            from its class (ignored when the objective brings its own targets).
+        project_forget: Project each step's forget gradient so that, to first order, it does
+            not raise the rest of the loss (anchors and MAS penalty): A-GEM, see
+            :func:`amnesiac.ops.agem_project`. Costs one more backward pass per step.
         proxy_size: Proxy inputs made from the forget set (0: off), see
             :func:`amnesiac.ops.forget_proxies`: forget images shifted by ``proxy_min_shift`` to
             ``proxy_max_shift`` of the image side and flipped, and mixtures of two forget
@@ -110,6 +119,8 @@ class L2ULConfig(UnlearnConfig):
     forget_scale_k: int = 64
     forget_escalate_steps: int = 400
     margin: float = 1.0
+    nearest_target: bool = False
+    project_forget: bool = False
     proxy_size: int = 4000
     proxy_batch_size: int = 128
     proxy_min_shift: float = 0.1
@@ -187,6 +198,8 @@ PAPER_PRESET: dict[str, Any] = {
     "forget_loss": "neg_ce",
     "weighting": "batch",
     "margin": 0.0,
+    "nearest_target": False,
+    "project_forget": False,
     "heal_steps": 0,
     "stop": "forgotten",
     "max_steps": 2000,
@@ -320,6 +333,7 @@ class L2UL(Unlearner):
         self.proxy_x: Tensor | None = None
         self.proxy_logits: Tensor | None = None
         self.escalation = 1.0
+        self._forget_term: Tensor | None = None
 
     def prepare(self, model: nn.Module, original: nn.Module, data: UnlearnData) -> None:
         # only forward passes and attacks on ``original`` here (mas_importance runs in float32
@@ -334,6 +348,11 @@ class L2UL(Unlearner):
             logits = original(data.forget_x)
         if data.targets is not None:
             self.forget_target = data.targets
+        elif c.nearest_target:
+            with self.phase("boundary"):
+                self.forget_target = nearest_boundary_class(
+                    original, data.forget_x, data.forget_y, batch_size=c.pgd_batch_size
+                )
         elif c.forget_loss == "runner_up":
             self.forget_target = runner_up(logits, data.forget_y)
         if c.n_adv > 0:
@@ -411,11 +430,15 @@ class L2UL(Unlearner):
             parts["adv"] = la
             if c.weighting == "batch":
                 n_a, n_f = len(a_idx), len(f_idx)
-                total = (n_a * la + n_f * lf) / (n_a + n_f)
+                forget_term = n_f * lf / (n_a + n_f)
+                total = n_a * la / (n_a + n_f) + forget_term
             else:
-                total = la + c.forget_weight * lf
+                forget_term = c.forget_weight * lf
+                total = la + forget_term
         else:
-            total = (c.forget_weight if c.weighting == "fixed" else 1.0) * lf
+            forget_term = (c.forget_weight if c.weighting == "fixed" else 1.0) * lf
+            total = forget_term
+        self._forget_term = forget_term
         if self.proxy_x is not None and self.proxy_logits is not None:
             idx = self.sample(len(self.proxy_x), c.proxy_batch_size, self.proxy_x.device)
             out_p, ref = model(self.proxy_x[idx]), self.proxy_logits[idx]
@@ -433,3 +456,19 @@ class L2UL(Unlearner):
             total = total + c.reg_weight * reg
         parts["loss"] = total
         return parts
+
+    def backward(self, model: nn.Module, parts: dict[str, Tensor]) -> None:
+        forget_term = self._forget_term
+        self._forget_term = None
+        if not self.config.project_forget or forget_term is None:
+            super().backward(model, parts)
+            return
+        params = [p for p in model.parameters() if p.requires_grad]
+        keep_term = parts["loss"] - forget_term
+        g_forget = torch.autograd.grad(forget_term, params, retain_graph=True, allow_unused=True)
+        g_keep = torch.autograd.grad(keep_term, params, allow_unused=True)
+        zero = [torch.zeros_like(p) for p in params]
+        g_f = [g if g is not None else z for g, z in zip(g_forget, zero, strict=True)]
+        g_k = [g if g is not None else z for g, z in zip(g_keep, zero, strict=True)]
+        for p, a, b in zip(params, agem_project(g_f, g_k), g_k, strict=True):
+            p.grad = a + b

@@ -6,21 +6,27 @@
 * :mod:`amnesiac.ops.precision`: the autocast context of a ``precision`` setting.
 * :mod:`amnesiac.ops.layout`: channels-last storage of a model's convolutions (speed only).
 * :mod:`amnesiac.ops.shrink`: the smallest fraction of an update that still meets the objective.
+* :mod:`amnesiac.ops.boundary`: the class of each input's nearest decision boundary (DeepFool).
+* :mod:`amnesiac.ops.project`: A-GEM projection of a gradient against a reference gradient.
 """
 
+from amnesiac.ops.boundary import nearest_boundary_class
 from amnesiac.ops.importance import importance_penalty, mas_importance, normalize_importance
 from amnesiac.ops.layout import channels_last_copy, to_channels_last, to_contiguous
 from amnesiac.ops.pgd import paper_targets, pgd_l2, random_targets
 from amnesiac.ops.precision import autocast
+from amnesiac.ops.project import agem_project
 from amnesiac.ops.proxy import forget_proxies, shift_images
 from amnesiac.ops.shrink import shrink_update
 
 __all__ = [
+    "agem_project",
     "autocast",
     "channels_last_copy",
     "forget_proxies",
     "importance_penalty",
     "mas_importance",
+    "nearest_boundary_class",
     "normalize_importance",
     "paper_targets",
     "pgd_l2",
