@@ -106,6 +106,17 @@ CANDIDATES: dict[str, dict] = {
     "L+surrogate+pb256+heal400+clip20": {"precision": "bf16", "surrogate": 5000,
                                          "proxy_batch_size": 256, "heal_steps": 400,
                                          "max_steps": 1500, "clip_grad_norm": 20.0},
+    # session 9 (issue 15): lever 3, each forget instance toward the class of its nearest
+    # decision boundary (DeepFool at the original model) by the margin; lever 4, the forget
+    # gradient A-GEM-projected against the rest of the loss's gradient (anchors + MAS), with the
+    # forget-set proxies and with surrogate anchors
+    "L+nearest": {"precision": "bf16", "nearest_target": True},
+    "L+project": {"precision": "bf16", "project_forget": True},
+    "L+nearest+project": {"precision": "bf16", "nearest_target": True, "project_forget": True},
+    "L+surrogate+pb256+heal400+clip20+project": {"precision": "bf16", "surrogate": 5000,
+                                                 "proxy_batch_size": 256, "heal_steps": 400,
+                                                 "max_steps": 1500, "clip_grad_norm": 20.0,
+                                                 "project_forget": True},
     # neg_grad_retain (reads the retained data)
     "ngr": {"method": "neg_grad_retain"},
     "ngr+runner_up+heal": {"method": "neg_grad_retain", "forget_loss": "runner_up",

@@ -28,6 +28,9 @@ CANDIDATES: dict[str, dict] = {
     "L-esc+shift0.2-0.3": {**NO_ESC, "proxy_min_shift": 0.2, "proxy_max_shift": 0.3},
     "L-esc+fsk16": {**NO_ESC, "forget_scale_k": 16},
     "L-esc+steps2000": {**NO_ESC, "max_steps": 2000},
+    # session 9 (issue 15, levers 3 and 4): nearest-boundary targets, A-GEM projected steps
+    "L+nearest": {"nearest_target": True},
+    "L+project": {"project_forget": True},
 }
 
 
