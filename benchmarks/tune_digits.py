@@ -31,6 +31,7 @@ CANDIDATES: dict[str, dict] = {
     # session 9 (issue 15, levers 3 and 4): nearest-boundary targets, A-GEM projected steps
     "L+nearest": {"nearest_target": True},
     "L+project": {"project_forget": True},
+    "L+nearest+project": {"nearest_target": True, "project_forget": True},
 }
 
 

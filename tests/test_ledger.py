@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -140,3 +141,135 @@ def test_sigkill_at_random_points_never_leaves_a_partial_request(
             )
     assert kept == trials
     print(f"{kept}/{trials} SIGKILL trials consistent ({completed_before_kill} had completed)")
+
+
+def test_the_ledger_rules_as_a_library(
+    tiny_model: torch.nn.Module, digits: Splits, tmp_path: Path
+) -> None:
+    """Ledger.request / record / verify without the CLI: chained, then re-solved from the
+    original (the union of every request so far), and refusals that change nothing."""
+    from amnesiac.ledger import Ledger, forget_sha256
+
+    m0 = tmp_path / "m0.safetensors"
+    _save_tiny(tiny_model, digits, m0)
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+
+    def run(request: Any, model_in: torch.nn.Module) -> dict[str, Any]:
+        idx = torch.tensor(request.forget_indices)
+        forget = (digits.train_x[idx], digits.train_y[idx])
+        result = amnesiac.unlearn(model_in, forget=forget, method="neg_grad", max_steps=30)
+        amnesiac.save_checkpoint(
+            result.model, request.output_model, amnesiac.load_checkpoint(m0).meta
+        )
+        after = amnesiac.evaluate(result.model, forget=forget)
+        return ledger.record(request, {"metrics": {"after": after}, "steps": result.steps})
+
+    first = ledger.request(
+        dataset="digits",
+        input_model=m0,
+        forget_indices=[5, 1, 9],
+        method="neg_grad",
+        settings={},
+        output_model=tmp_path / "m1.safetensors",
+    )
+    with pytest.raises(LedgerError, match="before recording"):
+        ledger.record(first, {})
+    assert ledger.entries() == []
+    entry = run(first, tiny_model)
+    assert (
+        entry["forget_sha256"] == forget_sha256([1, 5, 9]) == forget_sha256(torch.tensor([9, 5, 1]))
+    )
+    assert ledger.current_model() == (
+        (tmp_path / "m1.safetensors").resolve(),
+        entry["output_sha256"],
+    )
+    # chaining must start from the current model
+    with pytest.raises(LedgerError, match="current one is"):
+        ledger.request(
+            dataset="digits",
+            input_model=m0,
+            forget_indices=[2],
+            method="neg_grad",
+            settings={},
+            output_model=tmp_path / "m2.safetensors",
+        )
+    # re-solving from the original must start from the original, and forgets the union
+    with pytest.raises(LedgerError, match="not the original model"):
+        ledger.request(
+            dataset="digits",
+            input_model=tmp_path / "m1.safetensors",
+            forget_indices=[2],
+            method="neg_grad",
+            settings={},
+            output_model=tmp_path / "m2.safetensors",
+            from_original=True,
+        )
+    again = ledger.request(
+        dataset="digits",
+        input_model=m0,
+        forget_indices=[2, 5],
+        method="neg_grad",
+        settings={},
+        output_model=tmp_path / "m2.safetensors",
+        from_original=True,
+    )
+    assert again.forget_indices == [1, 2, 5, 9] and again.fields["from_original"] is True
+    run(again, tiny_model)
+    assert ledger.verify().entries == 2 and ledger.verify().accuracy_checked == 2
+
+
+def test_one_forget_hash_in_report_checkpoint_and_ledger(
+    tiny_model: torch.nn.Module, digits: Splits, tmp_path: Path
+) -> None:
+    from amnesiac.ledger import forget_sha256
+
+    m0, m1 = tmp_path / "m0.safetensors", tmp_path / "m1.safetensors"
+    _save_tiny(tiny_model, digits, m0)
+    ledger, report = tmp_path / "ledger.jsonl", tmp_path / "report.json"
+    spec = tmp_path / "forget.txt"
+    spec.write_text("42\n3\n17\n")
+    assert main([*_cmd(m0, m1, ledger, str(spec)), "--report", str(report)]) == 0
+    h = forget_sha256([3, 17, 42])
+    assert json.loads(report.read_text())["forget_sha256"] == h
+    assert read_ledger(ledger)[0]["forget_sha256"] == h
+    assert amnesiac.load_checkpoint(m1).meta["unlearned"]["forget_sha256"] == h
+
+
+def test_an_old_ledger_hashed_in_stored_order_still_verifies(
+    tiny_model: torch.nn.Module, digits: Splits, tmp_path: Path
+) -> None:
+    import hashlib
+
+    from amnesiac.ledger import canonical
+
+    m0, m1 = tmp_path / "m0.safetensors", tmp_path / "m1.safetensors"
+    _save_tiny(tiny_model, digits, m0)
+    ledger, spec = tmp_path / "ledger.jsonl", tmp_path / "forget.txt"
+    spec.write_text("17\n3\n42\n")
+    assert main(_cmd(m0, m1, ledger, str(spec))) == 0
+    entry = read_ledger(ledger)[0]
+    # rewrite it as the old ledger did: indices in request order, hashed in that order
+    old = {k: v for k, v in entry.items() if k not in ("prev_hash", "hash")}
+    old["forget_indices"] = [17, 3, 42]
+    old["forget_sha256"] = hashlib.sha256(canonical([17, 3, 42])).hexdigest()
+    assert old["forget_sha256"] != entry["forget_sha256"]
+    ledger.unlink()
+    append_entry(ledger, old)
+    assert main(["verify", str(ledger)]) == 0
+
+
+def test_cli_request_re_solved_from_the_original(
+    tiny_model: torch.nn.Module, digits: Splits, tmp_path: Path
+) -> None:
+    m0, m1, m2 = (tmp_path / f"m{i}.safetensors" for i in range(3))
+    ledger = tmp_path / "ledger.jsonl"
+    _save_tiny(tiny_model, digits, m0)
+    assert main(_cmd(m0, m1, ledger, "random:4:0")) == 0
+    assert main([*_cmd(m1, m2, ledger, "random:4:1"), "--from-original"]) == 2  # not the original
+    assert len(read_ledger(ledger)) == 1 and not m2.exists()
+    assert main([*_cmd(m0, m2, ledger, "random:4:1"), "--from-original"]) == 0
+    first, second = read_ledger(ledger)
+    assert second["from_original"] is True and second["input_sha256"] == first["input_sha256"]
+    assert set(first["forget_indices"]) < set(second["forget_indices"])
+    assert second["forget_count"] == len(set(second["forget_indices"])) > 4
+    assert main(["verify", str(ledger)]) == 0

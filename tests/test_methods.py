@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import torch
@@ -139,11 +139,34 @@ def test_bf16_training_inside_a_callers_autocast_uses_the_updated_weights(digits
     assert accs[0] > 80.0 and accs[1] > 80.0, accs  # 16% with the first step's weights
 
 
-def test_precision_is_validated() -> None:
-    with pytest.raises(amnesiac.InvalidSettingsError, match="precision must be 'fp32' or 'bf16'"):
-        amnesiac.get_method("l2ul").config_cls(precision="fp16")  # type: ignore[arg-type]
-    with pytest.raises(amnesiac.InvalidSettingsError, match="precision must be"):
+@pytest.mark.parametrize("method", METHODS)
+def test_every_choice_setting_is_validated_from_its_literal(method: str) -> None:
+    """Each setting annotated with a Literal refuses any other value, naming the allowed ones
+    (written once, in the annotation)."""
+    import typing
+
+    cls = registered()[method].config_cls
+    hints = typing.get_type_hints(cls)
+    literal = [
+        f.name for f in dataclasses.fields(cls) if typing.get_origin(hints[f.name]) is Literal
+    ]
+    assert {"objective", "stop", "precision"} <= set(literal)
+    for name in literal:
+        allowed = list(typing.get_args(hints[name]))
+        with pytest.raises(amnesiac.InvalidSettingsError, match=f"{name} must be one of"):
+            cls(**{name: "nonsense"})
+        assert str(allowed) in _message(lambda n=name: cls(**{n: "nonsense"}))
+        cls(**{name: allowed[-1]})  # every allowed value is accepted
+    with pytest.raises(amnesiac.InvalidSettingsError, match="precision must be one of"):
         amnesiac.TrainRecipe(precision="half")  # type: ignore[arg-type]
+
+
+def _message(make: Any) -> str:
+    try:
+        make()
+    except amnesiac.InvalidSettingsError as e:
+        return str(e)
+    raise AssertionError("no error")
 
 
 @pytest.mark.parametrize("method", [m for m in METHODS if m != "retrain"])

@@ -20,6 +20,7 @@ from amnesiac.data import (
     load_dataset,
     load_surrogate,
     parse_forget,
+    retain_eval_indices,
     retain_indices,
 )
 from amnesiac.errors import (
@@ -31,6 +32,7 @@ from amnesiac.errors import (
     InvalidSettingsError,
     UnknownNameError,
 )
+from amnesiac.ledger import Ledger, LedgerError, forget_sha256
 from amnesiac.methods.base import UnlearnConfig, Unlearner, UnlearnResult, get_method, register
 from amnesiac.models import (
     Checkpoint,
@@ -55,6 +57,8 @@ __all__ = [
     "ImageClassifier",
     "InvalidForgetSetError",
     "InvalidSettingsError",
+    "Ledger",
+    "LedgerError",
     "Shadows",
     "Splits",
     "TrainRecipe",
@@ -68,6 +72,7 @@ __all__ = [
     "audit",
     "create_model",
     "evaluate",
+    "forget_sha256",
     "get_method",
     "list_methods",
     "load_checkpoint",
@@ -78,6 +83,7 @@ __all__ = [
     "model_meta",
     "parse_forget",
     "register",
+    "retain_eval_indices",
     "retain_indices",
     "save_checkpoint",
     "train_classifier",

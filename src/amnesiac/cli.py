@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import logging
-import os
-import platform
 import re
 import sys
 import time
@@ -25,28 +22,21 @@ import torch
 
 import amnesiac
 from amnesiac._io import OutputPathError, atomic_write_bytes, atomic_write_text, check_writable
-from amnesiac.continual import plot_continual, run_continual
+from amnesiac._versions import software_versions
+from amnesiac.continual import plot_continual, resume_rounds, round_path, run_continual
 from amnesiac.data import (
     Splits,
     list_datasets,
     load_dataset,
     load_surrogate,
     parse_forget,
+    retain_eval_indices,
     retain_indices,
     surrogate_test_rows,
 )
 from amnesiac.data.surrogate import SURROGATE_SPEC_HELP
 from amnesiac.errors import AmnesiacError, CheckpointError, InvalidSettingsError
-from amnesiac.ledger import (
-    LedgerError,
-    append_entry,
-    canonical,
-    checked_entries,
-    current_model,
-    file_sha256,
-    indices_sha256,
-    start_problem,
-)
+from amnesiac.ledger import Ledger, Request, forget_sha256
 from amnesiac.methods.base import accepting
 from amnesiac.models import (
     Checkpoint,
@@ -131,19 +121,6 @@ def _given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ shared helpers
-def _versions() -> dict[str, str]:
-    import torchvision
-
-    return {
-        "amnesiac": amnesiac.__version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "threads": str(torch.get_num_threads()),
-    }
-
-
 def _load_model(spec: str | None, dataset: str) -> tuple[Checkpoint, str]:
     if spec is None or spec == "shipped":
         ckpt = load_pretrained(dataset)
@@ -187,11 +164,7 @@ def _fmt(v: float | None) -> str:
 
 
 def _retain_eval(data: Splits, forget: torch.Tensor, size: int, seed: int) -> torch.Tensor:
-    retain = retain_indices(len(data.train_y), forget)
-    if 0 < size < len(retain):
-        g = torch.Generator().manual_seed(seed)
-        retain = retain[torch.randperm(len(retain), generator=g)[:size]].sort().values
-    return retain
+    return retain_eval_indices(len(data.train_y), forget, size, seed)
 
 
 def _add_data_flags(p: argparse.ArgumentParser) -> None:
@@ -263,7 +236,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         test_acc=accs[-1] if accs else None,
         trained_by=f"amnesiac pretrain --dataset {data.name} --arch {args.arch} "
         f"--epochs {recipe.epochs} --seed {recipe.seed}",
-        versions=_versions(),
+        versions=software_versions(),
         seconds=round(time.perf_counter() - t0, 1),
     )
     amnesiac.save_checkpoint(model, out, meta)
@@ -306,12 +279,14 @@ def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
     request = None
     if args.ledger:
         request = _ledger_request(args, data.name, forget, config.to_dict())
-        if request.get("done"):
+        if request.done:
             print(
-                f"request {request['request_id']} is already in {args.ledger} with its model "
+                f"request {request.request_id} is already in {args.ledger} with its model "
                 f"{args.out}; nothing to do"
             )
             return 0
+        if args.from_original:
+            forget = torch.tensor(request.forget_indices, dtype=torch.int64)
     info = amnesiac.get_method(args.method)
     retain_all = retain_indices(len(data.train_y), forget)
     retain_ev = _retain_eval(data, forget, args.retain_eval_size, 0)
@@ -390,7 +365,7 @@ def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
         "unlearned": {
             "method": args.method,
             "from": source,
-            "forget_sha256": _indices_hash(forget),
+            "forget_sha256": forget_sha256(forget),
             "settings": result.config,
         },
     }
@@ -402,7 +377,7 @@ def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
         "model": source,
         "forget_spec": args.forget,
         "forget_indices": forget.tolist(),
-        "forget_sha256": _indices_hash(forget),
+        "forget_sha256": forget_sha256(forget),
         "retain_eval_size": len(retain_ev),
         "surrogate": args.surrogate,
         "test_size": len(test[1]),
@@ -413,7 +388,7 @@ def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
         "forgotten": result.forgotten,
         "update_fraction": result.update_fraction,
         "seconds": seconds,
-        "versions": _versions(),
+        "versions": software_versions(),
         "history": result.history,
     }
     # write every output only after everything succeeded
@@ -421,16 +396,12 @@ def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
         atomic_write_bytes(outs[0], checkpoint_bytes(result.model, meta))
         print(f"saved {args.out}")
     if request is not None:  # after the model: a crash in between leaves no ledger entry
-        entry = append_entry(
-            args.ledger,
+        entry = Ledger(args.ledger).record(
+            request,
             {
-                **request["fields"],
-                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "output_sha256": file_sha256(args.out),
                 "metrics": {"before": before, "after": after},
                 "forgotten": result.forgotten,
                 "steps": result.steps,
-                "versions": _versions(),
             },
         )
         print(f"ledger {args.ledger}: request {entry['request_id']} recorded")
@@ -444,56 +415,23 @@ def cmd_unlearn(args: argparse.Namespace, extra: list[str]) -> int:
 
 def _ledger_request(
     args: argparse.Namespace, dataset: str, forget: torch.Tensor, settings: dict[str, Any]
-) -> dict[str, Any]:
-    """Check that a request may be appended to ``args.ledger``; return its ledger fields.
-
-    ``done`` is set when the ledger's latest entry is this very request and its model is in
-    place (a rerun after a completed request).
-    """
+) -> Request:
+    """The ledger's verdict on this request (see :meth:`amnesiac.ledger.Ledger.request`)."""
     if not args.out:
         raise CLIError("--ledger needs --out: the ledger records the model a request produces")
-    ledger = check_writable(args.ledger)
-    entries = checked_entries(ledger)
-    in_path = pretrained_path(dataset) if args.model in (None, "shipped") else Path(args.model)
-    in_sha = file_sha256(in_path)
-    indices = [int(i) for i in forget.tolist()]
-    rid = (
-        args.request_id
-        or hashlib.sha256(canonical([in_sha, indices, args.method, settings])).hexdigest()[:16]
+    check_writable(args.ledger)
+    return Ledger(args.ledger).request(
+        dataset=dataset,
+        input_model=pretrained_path(dataset) if args.model in (None, "shipped") else args.model,
+        forget_indices=forget.tolist(),
+        method=args.method,
+        settings=settings,
+        output_model=args.out,
+        preset=args.preset,
+        request_id=args.request_id,
+        store_indices=not args.hash_indices,
+        from_original=args.from_original,
     )
-    out_rel = os.path.relpath(Path(args.out).resolve(), ledger.resolve().parent)
-    last = entries[-1] if entries else None
-    if (
-        last is not None
-        and last.get("request_id") == rid
-        and last.get("input_sha256") == in_sha
-        and Path(args.out).is_file()
-        and file_sha256(args.out) == last.get("output_sha256")
-    ):
-        return {"done": True, "request_id": rid}
-    current = current_model(entries)
-    if current is not None and in_sha != current[1]:
-        where = (ledger.resolve().parent / current[0]).resolve()
-        raise LedgerError(
-            f"{in_path} is not the ledger's current model; the current one is {where} "
-            f"(sha256 {current[1][:12]}...): start this request from it with --model {where}"
-        )
-    fields: dict[str, Any] = {
-        "request_id": rid,
-        "dataset": dataset,
-        "method": args.method,
-        "preset": args.preset,
-        "settings": settings,
-        "settings_sha256": hashlib.sha256(canonical(settings)).hexdigest(),
-        "forget_count": len(indices),
-        "forget_sha256": indices_sha256(indices),
-        "input_model": str(in_path),
-        "input_sha256": in_sha,
-        "output_model": out_rel,
-    }
-    if not args.hash_indices:
-        fields["forget_indices"] = indices
-    return {"request_id": rid, "fields": fields}
 
 
 def cmd_continual(args: argparse.Namespace, extra: list[str]) -> int:
@@ -514,67 +452,37 @@ def cmd_continual(args: argparse.Namespace, extra: list[str]) -> int:
     ckpt, source = _load_model(args.model, data.name)
     _check_fit(ckpt, data, source)
     out.mkdir(exist_ok=True)
-    ledger = out / "ledger.jsonl"
-    entries = checked_entries(ledger)
+    ledger = Ledger(out / "ledger.jsonl")
     in_path = pretrained_path(data.name) if args.model in (None, "shipped") else Path(args.model)
-    prev_sha = original_sha = file_sha256(in_path)
     from_original = not args.chained
-    start: list[tuple[torch.nn.Module, dict[str, Any]]] = []
-    for i, e in enumerate(entries):  # resume: rounds already recorded
-        path = out / f"round-{i + 1}.safetensors"
-        expected = original_sha if from_original else prev_sha
-        if (
-            e.get("input_sha256") != expected
-            or bool(e.get("from_original")) != from_original
-            or not path.is_file()
-        ):
-            raise LedgerError(
-                f"{ledger} does not continue from {in_path} (round {i + 1}); use a new --out folder"
-            )
-        if file_sha256(path) != e["output_sha256"]:
-            raise LedgerError(f"{path} does not match {ledger}; use a new --out folder")
-        start.append((load_checkpoint(path).model, e["continual_row"]))
-        prev_sha = e["output_sha256"]
+    start = resume_rounds(ledger, in_path, out, from_original=from_original)
     if start:
-        print(f"resuming after round {len(start)} of {args.rounds} ({ledger})")
+        print(f"resuming after round {len(start)} of {args.rounds} ({ledger.path})")
     print(
         f"continual {args.method}: {args.rounds} rounds x {args.per_round} instances of "
         f"{data.name} from {source}"
     )
 
-    asked: list[int] = [i for _, row in start for i in row["forget_indices"]]
-
     def on_round(r: int, model: torch.nn.Module, row: dict[str, Any]) -> None:
-        nonlocal prev_sha
-        path = out / f"round-{r}.safetensors"
+        path = round_path(out, r)
+        request = ledger.request(
+            dataset=data.name,
+            input_model=in_path if from_original or r == 1 else round_path(out, r - 1),
+            forget_indices=row["forget_indices"],
+            method=args.method,
+            settings=config.to_dict(),
+            output_model=path,
+            preset=args.preset,
+            request_id=f"round-{r}",
+            from_original=from_original,
+        )
         meta = {**ckpt.meta, "unlearned": {"method": args.method, "round": r, "from": source}}
         atomic_write_bytes(path, checkpoint_bytes(model, meta))
-        asked.extend(row["forget_indices"])
         # a re-solved round deleted every request so far, from the original model
-        idx = list(asked) if from_original else row["forget_indices"]
         forget_acc = row["all_forget_acc"] if from_original else row["round_forget_acc"]
-        entry = append_entry(
-            ledger,
-            {
-                "request_id": f"round-{r}",
-                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "dataset": data.name,
-                "method": args.method,
-                "preset": args.preset,
-                "settings": config.to_dict(),
-                "forget_count": len(idx),
-                "forget_sha256": indices_sha256(idx),
-                "forget_indices": idx,
-                "from_original": from_original,
-                "input_sha256": original_sha if from_original else prev_sha,
-                "output_model": path.name,
-                "output_sha256": file_sha256(path),
-                "metrics": {"after": {"forget_acc": forget_acc}},
-                "continual_row": row,
-                "versions": _versions(),
-            },
+        ledger.record(
+            request, {"metrics": {"after": {"forget_acc": forget_acc}}, "continual_row": row}
         )
-        prev_sha = entry["output_sha256"]
         print(
             f"round {r}: D_f {row['round_forget_acc']:.1f}%, all forgotten so far "
             f"{row['all_forget_acc']:.1f}%, D_r {row['retain_acc']:.2f}%, "
@@ -628,52 +536,20 @@ def cmd_continual(args: argparse.Namespace, extra: list[str]) -> int:
     }
     atomic_write_text(out / "continual.json", json.dumps(summary, indent=2))
     plot_continual(rows, out / "continual.png", f"{args.method}, {args.per_round} per round")
-    print(f"wrote {out / 'continual.json'}, {out / 'continual.png'} and {ledger}")
+    print(f"wrote {out / 'continual.json'}, {out / 'continual.png'} and {ledger.path}")
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    ledger = Path(args.ledger)
-    if not ledger.is_file():
-        raise LedgerError(f"ledger {ledger} does not exist")
-    entries = checked_entries(ledger)
-    datasets: dict[str, Splits] = {}
-    checked_acc = 0
-    for i, e in enumerate(entries):
-        where = f"entry {i + 1} (request {e.get('request_id')})"
-        model_path = ledger.resolve().parent / str(e["output_model"])
-        if not model_path.is_file():
-            raise LedgerError(f"{where}: its model {model_path} is missing")
-        if file_sha256(model_path) != e["output_sha256"]:
-            raise LedgerError(f"{where}: {model_path} does not match the recorded SHA-256")
-        if problem := start_problem(entries, i):
-            raise LedgerError(f"{where}: {problem}")
-        ckpt = load_checkpoint(model_path)
-        if "forget_indices" in e and not args.no_accuracy:
-            name = str(e["dataset"])
-            if name not in datasets:
-                datasets[name] = load_dataset(name, args.data_dir, download=False)
-            d = datasets[name]
-            idx = parse_forget(e["forget_indices"], d.train_y)
-            if indices_sha256(idx.tolist()) != e["forget_sha256"]:
-                raise LedgerError(f"{where}: forget_sha256 does not match its forget_indices")
-            acc = amnesiac.evaluate(ckpt.model, forget=(d.train_x[idx], d.train_y[idx]))
-            recorded = e["metrics"]["after"]["forget_acc"]
-            if abs(acc["forget_acc"] - recorded) > 1e-6:
-                raise LedgerError(
-                    f"{where}: D_f accuracy of {model_path} is {acc['forget_acc']:.2f}%, the "
-                    f"ledger says {recorded:.2f}%"
-                )
-            checked_acc += 1
+    checked = Ledger(args.ledger).verify(
+        load_data=lambda name: load_dataset(name, args.data_dir, download=False),
+        check_accuracy=not args.no_accuracy,
+    )
     print(
-        f"ledger {ledger} OK: {len(entries)} entries, hash chain intact, every model present "
-        f"and matching; D_f accuracy rechecked for {checked_acc}"
+        f"ledger {args.ledger} OK: {checked.entries} entries, hash chain intact, every model "
+        f"present and matching; D_f accuracy rechecked for {checked.accuracy_checked}"
     )
     return 0
-
-
-def _indices_hash(idx: torch.Tensor) -> str:
-    return hashlib.sha256(",".join(map(str, idx.tolist())).encode()).hexdigest()
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -886,6 +762,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--request-id",
         default=None,
         help="ledger request id (default: a hash of the input model, forget set and settings)",
+    )
+    p.add_argument(
+        "--from-original",
+        action="store_true",
+        help="with --ledger: re-solve every request so far and this one from the ledger's "
+        "original model (--model must be the first request's input) instead of chaining from "
+        "the latest model; the run forgets the union of their forget sets",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 

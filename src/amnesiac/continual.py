@@ -16,17 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
 from amnesiac._io import atomic_write_bytes
 from amnesiac.api import evaluate, unlearn
-from amnesiac.data import Splits, parse_forget, retain_indices
+from amnesiac.data import Splits, parse_forget, retain_eval_indices
+from amnesiac.ledger import Ledger, LedgerError, file_sha256
 from amnesiac.methods.base import UnlearnConfig
+from amnesiac.models import load_checkpoint
 
 
 def round_indices(
@@ -79,10 +78,7 @@ def run_continual(
         test: The test images and labels to measure (default: all of ``data``'s test split).
     """
     plan = round_indices(data.train_y, rounds, per_round, seed)
-    never = retain_indices(len(data.train_y), torch.cat(plan))
-    if 0 < retain_eval_size < len(never):
-        g = torch.Generator().manual_seed(seed)
-        never = never[torch.randperm(len(never), generator=g)[:retain_eval_size]].sort().values
+    never = retain_eval_indices(len(data.train_y), torch.cat(plan), retain_eval_size, seed)
     retain = (data.train_x[never], data.train_y[never])
     test = test if test is not None else (data.test_x, data.test_y)
     rows = [row for _, row in (start or [])]
@@ -122,7 +118,8 @@ def run_continual(
 
 def plot_continual(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> None:
     """Per-round accuracies as a PNG, written atomically."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     xs = [r["round"] for r in rows]
     for key, label in (
         ("round_forget_acc", "this round's D_f"),
@@ -142,5 +139,39 @@ def plot_continual(rows: list[dict[str, Any]], path: str | Path, title: str = ""
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def round_path(folder: str | Path, r: int) -> Path:
+    """Where round ``r``'s model of a continual run in ``folder`` is written."""
+    return Path(folder) / f"round-{r}.safetensors"
+
+
+def resume_rounds(
+    ledger: Ledger, original: str | Path, folder: str | Path, *, from_original: bool
+) -> list[tuple[nn.Module, dict[str, Any]]]:
+    """The rounds ``ledger`` already recorded for a continual run from ``original`` whose round
+    models are in ``folder``, as ``start=`` for :func:`run_continual`.
+
+    Raises:
+        LedgerError: The ledger is of another run (another model, or the other scheme), or a
+            round's model is missing or does not match its entry.
+    """
+    start: list[tuple[nn.Module, dict[str, Any]]] = []
+    prev = first = file_sha256(original)
+    for i, e in enumerate(ledger.entries()):
+        path = round_path(folder, i + 1)
+        if (
+            e.get("input_sha256") != (first if from_original else prev)
+            or bool(e.get("from_original")) != from_original
+            or not path.is_file()
+        ):
+            raise LedgerError(
+                f"{ledger.path} does not continue from {original} (round {i + 1}); use a new "
+                "--out folder"
+            )
+        if file_sha256(path) != e["output_sha256"]:
+            raise LedgerError(f"{path} does not match {ledger.path}; use a new --out folder")
+        start.append((load_checkpoint(path).model, e["continual_row"]))
+        prev = e["output_sha256"]
+    return start

@@ -17,12 +17,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor
 
 from amnesiac._io import atomic_write_bytes
+from amnesiac._versions import software_versions, utc_stamp
 from amnesiac.errors import AmnesiacError
+
+if TYPE_CHECKING:
+    from amnesiac.data import Splits
 
 GENESIS = "0" * 64
 
@@ -50,9 +58,30 @@ def entry_hash(entry: dict[str, Any]) -> str:
     return hashlib.sha256(canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
 
 
-def indices_sha256(indices: list[int]) -> str:
-    """SHA-256 of a list of indices as the ledger stores it."""
+def forget_sha256(indices: Iterable[int] | Tensor) -> str:
+    """The one hash of a forget set, used by the ledger, reports, checkpoints and bench rows.
+
+    SHA-256 (hex) of the canonical JSON (:func:`canonical`) of the set's indices as a sorted
+    list of distinct integers, so the same set gives the same hash whatever its order.
+
+    Example:
+        >>> import hashlib
+        >>> forget_sha256([42, 3, 17]) == hashlib.sha256(b"[3,17,42]").hexdigest()
+        True
+    """
+    values = indices.tolist() if isinstance(indices, Tensor) else indices
+    return hashlib.sha256(canonical(sorted({int(i) for i in values}))).hexdigest()
+
+
+def _legacy_forget_sha256(indices: Iterable[int]) -> str:
+    """The ledger's hash before :func:`forget_sha256`: the list in its stored order."""
     return hashlib.sha256(canonical([int(i) for i in indices])).hexdigest()
+
+
+def forget_hash_matches(indices: Iterable[int], recorded: str) -> bool:
+    """Whether ``recorded`` is the hash of ``indices`` (today's form, or an old ledger's)."""
+    values = list(indices)
+    return recorded in (forget_sha256(values), _legacy_forget_sha256(values))
 
 
 def read_ledger(path: str | Path) -> list[dict[str, Any]]:
@@ -169,3 +198,236 @@ def append_entry(path: str | Path, fields: dict[str, Any]) -> dict[str, Any]:
         old += b"\n"
     atomic_write_bytes(path, old + canonical(entry) + b"\n")
     return entry
+
+
+@dataclass(frozen=True)
+class Request:
+    """A deletion request checked against a ledger, from :meth:`Ledger.request`.
+
+    Attributes:
+        request_id: Its identifier in the ledger.
+        forget_indices: The training indices the run must forget: the request's own, or, for a
+            request re-solved from the original model, every request's so far.
+        input_model: The model the run must start from.
+        output_model: Where the run's model must be written before :meth:`Ledger.record`.
+        done: The ledger's latest entry is already this request and its model is in place, so
+            there is nothing to run.
+        fields: The entry's fields known before the run.
+    """
+
+    request_id: str
+    forget_indices: list[int]
+    input_model: Path
+    output_model: Path
+    done: bool = False
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What :meth:`Ledger.verify` checked: every entry, and how many D_f accuracies."""
+
+    entries: int
+    accuracy_checked: int
+
+
+class Ledger:
+    """A deletion ledger file and the rules of the requests it records.
+
+    The order of a request is: :meth:`request` (checks it may be appended and returns what to
+    run), write the output model atomically, then :meth:`record` (appends the entry). A crash in
+    between leaves a model the ledger does not mention; the same request run again rewrites it
+    and records it.
+
+    Example:
+        >>> import tempfile
+        >>> ledger = Ledger(Path(tempfile.mkdtemp()) / "ledger.jsonl")
+        >>> ledger.entries(), ledger.current_model()
+        ([], None)
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def entries(self) -> list[dict[str, Any]]:
+        """The entries after checking the hash chain (empty when there is no file yet)."""
+        return checked_entries(self.path)
+
+    def resolve(self, recorded: str | Path) -> Path:
+        """A model path as an entry records it (relative to the ledger's folder), made absolute."""
+        return (self.path.resolve().parent / recorded).resolve()
+
+    def current_model(self) -> tuple[Path, str] | None:
+        """``(path, sha256)`` of the model the latest request produced, or ``None``."""
+        current = current_model(self.entries())
+        return None if current is None else (self.resolve(current[0]), current[1])
+
+    def request(
+        self,
+        *,
+        dataset: str,
+        input_model: str | Path,
+        forget_indices: Iterable[int],
+        method: str,
+        settings: dict[str, Any],
+        output_model: str | Path,
+        preset: str | None = None,
+        request_id: str | None = None,
+        store_indices: bool = True,
+        from_original: bool = False,
+    ) -> Request:
+        """Check that a request may be appended, and say what to run for it.
+
+        A chained request starts from the ledger's current model. With ``from_original`` it
+        re-solves every request so far from the first request's input model instead (the
+        union of their indices and the new ones; each earlier request must have stored its
+        indices). Nothing is written.
+
+        Raises:
+            LedgerError: The ledger is broken, or the request does not start where the rules
+                say (the message names the model it must start from).
+        """
+        entries = self.entries()
+        in_path = Path(input_model)
+        in_sha = file_sha256(in_path)
+        indices = [int(i) for i in forget_indices]
+        if from_original and entries:
+            if in_sha != entries[0].get("input_sha256"):
+                raise LedgerError(
+                    f"{in_path} is not the original model of {self.path}; a request re-solved "
+                    f"from the original starts from {entries[0].get('input_model')} "
+                    f"(sha256 {str(entries[0].get('input_sha256'))[:12]}...)"
+                )
+            earlier: set[int] = set()
+            for e in entries:
+                if "forget_indices" not in e:
+                    raise LedgerError(
+                        f"request {e.get('request_id')} of {self.path} stored only the hash of "
+                        "its indices, so it cannot be re-solved from the original model; chain "
+                        "this request instead"
+                    )
+                earlier.update(int(i) for i in e["forget_indices"])
+            indices = sorted(earlier | set(indices))
+        key: list[Any] = [in_sha, indices, method, settings]
+        rid = (
+            request_id
+            or hashlib.sha256(
+                canonical([*key, "from_original"] if from_original else key)
+            ).hexdigest()[:16]
+        )
+        out = Path(output_model)
+        last = entries[-1] if entries else None
+        if (
+            last is not None
+            and last.get("request_id") == rid
+            and last.get("input_sha256") == in_sha
+            and out.is_file()
+            and file_sha256(out) == last.get("output_sha256")
+        ):
+            return Request(rid, indices, in_path, out, done=True)
+        current = self.current_model()
+        if not from_original and current is not None and in_sha != current[1]:
+            raise LedgerError(
+                f"{in_path} is not the ledger's current model; the current one is {current[0]} "
+                f"(sha256 {current[1][:12]}...): start this request from it with --model "
+                f"{current[0]}"
+            )
+        fields: dict[str, Any] = {
+            "request_id": rid,
+            "dataset": dataset,
+            "method": method,
+            "preset": preset,
+            "settings": settings,
+            "settings_sha256": hashlib.sha256(canonical(settings)).hexdigest(),
+            "forget_count": len(indices),
+            "forget_sha256": forget_sha256(indices),
+            "input_model": str(in_path),
+            "input_sha256": in_sha,
+            "output_model": os.path.relpath(out.resolve(), self.path.resolve().parent),
+        }
+        if from_original:
+            fields["from_original"] = True
+        if store_indices:
+            fields["forget_indices"] = indices
+        return Request(rid, indices, in_path, out, fields=fields)
+
+    def record(self, request: Request, outcome: dict[str, Any]) -> dict[str, Any]:
+        """Append ``request`` with its ``outcome`` (metrics, steps, ...) once its model is
+        written; returns the stored entry.
+
+        Raises:
+            LedgerError: The request was already recorded, its model is missing, or another
+                request was appended since :meth:`request` so it no longer starts where the
+                rules say.
+        """
+        if request.done:
+            raise LedgerError(f"request {request.request_id} is already in {self.path}")
+        if not request.output_model.is_file():
+            raise LedgerError(
+                f"write the model of request {request.request_id} to {request.output_model} "
+                "before recording it"
+            )
+        entry = {
+            **request.fields,
+            "time": utc_stamp(),
+            "output_sha256": file_sha256(request.output_model),
+            **outcome,
+        }
+        if "versions" not in entry:
+            entry["versions"] = software_versions()
+        entries = self.entries()
+        if problem := start_problem([*entries, entry], len(entries)):
+            raise LedgerError(f"request {request.request_id} cannot be recorded: {problem}")
+        return append_entry(self.path, entry)
+
+    def verify(
+        self,
+        *,
+        load_data: Callable[[str], Splits] | None = None,
+        check_accuracy: bool = True,
+    ) -> Verified:
+        """Recheck everything the ledger claims; raises :class:`LedgerError` at the first lie.
+
+        The hash chain; each entry's model file (present, same SHA-256); each request's start
+        (:func:`start_problem`); and, where the indices are stored and ``check_accuracy``, that
+        the model's D_f accuracy is what the entry says. ``load_data(name)`` gives a dataset by
+        name (default: :func:`amnesiac.load_dataset` without downloading).
+        """
+        from amnesiac.api import evaluate
+        from amnesiac.data import load_dataset, parse_forget
+        from amnesiac.models import load_checkpoint
+
+        if not self.path.is_file():
+            raise LedgerError(f"ledger {self.path} does not exist")
+        load = load_data or (lambda name: load_dataset(name, download=False))
+        entries = self.entries()
+        datasets: dict[str, Splits] = {}
+        checked = 0
+        for i, e in enumerate(entries):
+            where = f"entry {i + 1} (request {e.get('request_id')})"
+            model_path = self.resolve(str(e["output_model"]))
+            if not model_path.is_file():
+                raise LedgerError(f"{where}: its model {model_path} is missing")
+            if file_sha256(model_path) != e["output_sha256"]:
+                raise LedgerError(f"{where}: {model_path} does not match the recorded SHA-256")
+            if problem := start_problem(entries, i):
+                raise LedgerError(f"{where}: {problem}")
+            model = load_checkpoint(model_path).model
+            if "forget_indices" not in e or not check_accuracy:
+                continue
+            name = str(e["dataset"])
+            if name not in datasets:
+                datasets[name] = load(name)
+            d = datasets[name]
+            idx = parse_forget(e["forget_indices"], d.train_y)
+            if not forget_hash_matches(idx.tolist(), str(e["forget_sha256"])):
+                raise LedgerError(f"{where}: forget_sha256 does not match its forget_indices")
+            acc = evaluate(model, forget=(d.train_x[idx], d.train_y[idx]))["forget_acc"]
+            recorded = e["metrics"]["after"]["forget_acc"]
+            if abs(acc - recorded) > 1e-6:
+                raise LedgerError(
+                    f"{where}: D_f accuracy of {model_path} is {acc:.2f}%, the ledger says "
+                    f"{recorded:.2f}%"
+                )
+            checked += 1
+        return Verified(len(entries), checked)

@@ -7,15 +7,16 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from amnesiac._choices import choice_problems
 from amnesiac.errors import DivergenceError, InvalidSettingsError
 from amnesiac.ops.layout import to_channels_last, to_contiguous
-from amnesiac.ops.precision import autocast, precision_problem
+from amnesiac.ops.precision import Precision, autocast
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class TrainRecipe:
     flip: bool = True
     warmup: float = 0.15
     seed: int = 0
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Precision = "fp32"
 
     def __post_init__(self) -> None:
         problems = []
@@ -63,8 +64,7 @@ class TrainRecipe:
             problems.append(f"crop_padding must be >= 0, got {self.crop_padding}")
         if not 0 <= self.warmup < 1:
             problems.append(f"warmup must be in [0, 1), got {self.warmup}")
-        if problem := precision_problem(self.precision):
-            problems.append(problem)
+        problems += choice_problems(self)
         if problems:
             raise InvalidSettingsError("; ".join(problems))
 

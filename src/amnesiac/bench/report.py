@@ -10,10 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 import amnesiac
 from amnesiac._io import atomic_write_text
@@ -188,7 +185,6 @@ def _save(fig: Any, out_dir: Path, name: str) -> str:
     """Lay out, write and close a figure; return its file name."""
     fig.tight_layout()
     fig.savefig(out_dir / name, dpi=110)
-    plt.close(fig)
     return name
 
 
@@ -198,7 +194,8 @@ def plots(summary: list[dict[str, Any]], out_dir: Path, prefix: str) -> list[str
     for s in summary:
         by_label[s["label"]].append(s)
     names = []
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for label, ss in by_label.items():
         ss = sorted(ss, key=lambda s: s["k"])
         ax.plot(
@@ -211,7 +208,8 @@ def plots(summary: list[dict[str, Any]], out_dir: Path, prefix: str) -> list[str
     ax.legend(fontsize=8)
     names.append(_save(fig, out_dir, f"{prefix}_test_acc_vs_k.png"))
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     labels = list(by_label)
     means = [statistics.fmean([x for s in by_label[la] for x in s["seconds"]]) for la in labels]
     ax.barh(labels, means)
@@ -220,7 +218,8 @@ def plots(summary: list[dict[str, Any]], out_dir: Path, prefix: str) -> list[str
     ax.grid(alpha=0.3, axis="x")
     names.append(_save(fig, out_dir, f"{prefix}_seconds.png"))
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     for label, ss in by_label.items():
         xs = [statistics.fmean(s["seconds"]) for s in ss]
         ys = [statistics.fmean(s["test_drop"]) for s in ss]

@@ -168,11 +168,7 @@ class _Context:
         d = self.data
         forget = amnesiac.parse_forget(f"random:{k}:{seed}", d.train_y)
         retain = amnesiac.retain_indices(len(d.train_y), forget)
-        size = self.grid.retain_eval_size
-        ev = retain
-        if 0 < size < len(retain):
-            g = torch.Generator().manual_seed(seed)
-            ev = retain[torch.randperm(len(retain), generator=g)[:size]].sort().values
+        ev = amnesiac.retain_eval_indices(len(d.train_y), forget, self.grid.retain_eval_size, seed)
         return (
             forget,
             (d.train_x[forget], d.train_y[forget]),
@@ -297,7 +293,7 @@ def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
         row.update(
             settings=config.to_dict(),
             settings_hash=sha256_json(config.to_dict()),
-            forget_sha256=sha256_json(forget.tolist()),
+            forget_sha256=amnesiac.forget_sha256(forget),
             retain_eval_size=n_ev,
         )
         t0 = time.perf_counter()

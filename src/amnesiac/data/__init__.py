@@ -10,7 +10,12 @@ Example:
 """
 
 from amnesiac.data.datasets import Splits, list_datasets, load_dataset
-from amnesiac.data.forget import forget_spec_help, parse_forget, retain_indices
+from amnesiac.data.forget import (
+    forget_spec_help,
+    parse_forget,
+    retain_eval_indices,
+    retain_indices,
+)
 from amnesiac.data.surrogate import load_surrogate, surrogate_test_rows
 from amnesiac.data.tensors import as_images, as_tensors
 
@@ -23,6 +28,7 @@ __all__ = [
     "load_dataset",
     "load_surrogate",
     "parse_forget",
+    "retain_eval_indices",
     "retain_indices",
     "surrogate_test_rows",
 ]

@@ -171,6 +171,27 @@ def retain_indices(n: int, forget: Tensor) -> Tensor:
     return keep.nonzero().squeeze(1)
 
 
+def retain_eval_indices(n: int, forget: Tensor, size: int, seed: int) -> Tensor:
+    """The seeded subset of the retained instances on which D_r accuracy is measured.
+
+    ``size`` of :func:`retain_indices` ``(n, forget)``, drawn with ``seed`` and sorted; all of
+    them when ``size`` is 0 or at least their number. The CLI, the bench and the continual
+    scenario all measure D_r on this subset, so their numbers are comparable.
+
+    Example:
+        >>> import torch
+        >>> retain_eval_indices(10, torch.tensor([0, 1]), 3, seed=0).tolist()
+        [2, 6, 9]
+        >>> len(retain_eval_indices(10, torch.tensor([0, 1]), 0, seed=0))
+        8
+    """
+    retain = retain_indices(n, forget)
+    if 0 < size < len(retain):
+        g = torch.Generator().manual_seed(seed)
+        retain = retain[torch.randperm(len(retain), generator=g)[:size]].sort().values
+    return retain
+
+
 # --------------------------------------------------------------------------------------------
 # Helpers
 

@@ -24,10 +24,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from amnesiac._choices import choice_problems
 from amnesiac._names import suggest
 from amnesiac.errors import DivergenceError, InvalidSettingsError, UnknownNameError
 from amnesiac.ops.layout import to_channels_last, to_contiguous
-from amnesiac.ops.precision import autocast, precision_problem
+from amnesiac.ops.precision import Precision, autocast
 from amnesiac.ops.shrink import shrink_update
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class UnlearnConfig:
     eval_batch_size: int = 1024
     shrink_steps: int = 0
     clip_grad_norm: float = 0.0
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Precision = "fp32"
 
     #: Settings added after release, each with the value that reproduces the behaviour from
     #: before it existed (a recorded run without the setting ran with that value).
@@ -100,7 +101,7 @@ class UnlearnConfig:
 
     def problems(self) -> list[str]:
         """Every problem with these settings (empty when valid). Subclasses extend the list."""
-        out: list[str] = []
+        out = choice_problems(self)
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
@@ -119,18 +120,10 @@ class UnlearnConfig:
             out.append(f"batch_size must be >= 1, got {self.batch_size}")
         if self.eval_batch_size < 1:
             out.append(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
-        if self.objective not in ("misclassify", "relabel"):
-            out.append(f"objective must be 'misclassify' or 'relabel', got {self.objective!r}")
         if self.momentum < 0 or self.weight_decay < 0:
             out.append(
                 f"momentum and weight_decay must be >= 0, got {self.momentum}, {self.weight_decay}"
             )
-        if self.bn_mode not in ("train", "eval"):
-            out.append(f"bn_mode must be 'train' or 'eval', got {self.bn_mode!r}")
-        if self.stop not in ("forgotten", "budget"):
-            out.append(f"stop must be 'forgotten' or 'budget', got {self.stop!r}")
-        if problem := precision_problem(self.precision):
-            out.append(problem)
         return out
 
     def to_dict(self) -> dict[str, Any]:

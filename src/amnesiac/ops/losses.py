@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -81,7 +81,7 @@ def forget_loss(
         if target is not None:
             return margin_loss(logits, target, margin=margin, toward=True)
         return margin_loss(logits, label, margin=margin, toward=False)
-    raise ValueError(f"unknown forget loss {kind!r}; use 'neg_ce', 'runner_up' or 'margin'")
+    raise ValueError(f"unknown forget loss {kind!r}; use one of {list(get_args(ForgetLoss))}")
 
 
 def soft_cross_entropy(logits: Tensor, target_probs: Tensor) -> Tensor:

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 
 #: The values of every ``precision`` setting.
-PRECISIONS = ("fp32", "bf16")
+Precision = Literal["fp32", "bf16"]
 
 
 def precision_problem(precision: str) -> str | None:
     """What is wrong with a ``precision`` setting, or ``None`` if it is valid."""
-    if precision in PRECISIONS:
+    if precision in get_args(Precision):
         return None
-    return f"precision must be 'fp32' or 'bf16', got {precision!r}"
+    return f"precision must be one of {list(get_args(Precision))}, got {precision!r}"
 
 
 def autocast(precision: str, device_type: str) -> contextlib.AbstractContextManager[Any]:

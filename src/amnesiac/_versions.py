@@ -1,0 +1,28 @@
+"""What a result was produced with, and when: recorded in ledger entries, reports, checkpoints."""
+
+from __future__ import annotations
+
+import platform
+import time
+
+
+def software_versions() -> dict[str, str]:
+    """The software a request ran with, as ledger entries and reports record it."""
+    import torch
+    import torchvision
+
+    from amnesiac import __version__
+
+    return {
+        "amnesiac": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "threads": str(torch.get_num_threads()),
+    }
+
+
+def utc_stamp() -> str:
+    """The time now in UTC, as entries record it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
