@@ -15,6 +15,7 @@ from amnesiac.data import Splits
 from amnesiac.methods.base import registered
 from amnesiac.methods.l2ul import L2UL
 from amnesiac.models import create_model
+from amnesiac.testing import ContractError, check_method, model_snapshot, snapshot_diff
 
 METHODS = sorted(registered())
 
@@ -44,55 +45,37 @@ def run(method: str, model: nn.Module, forget: Any, digits: Splits, **extra: Any
     )
 
 
-def snapshot(model: nn.Module) -> dict[str, Any]:
-    return {
-        "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "training": [m.training for m in model.modules()],
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
-        "hooks": len(model._forward_hooks),
-        "contiguous": [t.is_contiguous() for t in model.state_dict().values()],
-    }
-
-
-def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    if a["training"] != b["training"] or a["requires_grad"] != b["requires_grad"]:
-        return False
-    if a["hooks"] != b["hooks"] or a["contiguous"] != b["contiguous"]:
-        return False
-    if a["state"].keys() != b["state"].keys():
-        return False
-    if not all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"]):
-        return False
-    return all(
-        (x is None and y is None) or (x is not None and y is not None and torch.equal(x, y))
-        for x, y in zip(a["grads"], b["grads"], strict=True)
-    )
-
-
 @pytest.mark.parametrize("method", METHODS)
 def test_contract(method: str, tiny_model, forget8, digits) -> None:
-    model = copy.deepcopy(tiny_model).train()  # an unusual mode, a hook and a stale grad
-    hook = model.register_forward_hook(lambda *a: None)
+    """amnesiac.testing's checks, on every registered method (and every method added later):
+    it forgets under its fast settings, leaves the caller's model bitwise untouched (here in an
+    unusual mode, with hooks on a submodule and a stale gradient), and reruns from its config."""
+    model = copy.deepcopy(tiny_model).train()
+    inner = list(model.modules())[-1]
+    inner.register_forward_hook(lambda *a: None)
+    inner.register_forward_pre_hook(lambda *a: None)
     next(model.parameters()).grad = torch.ones_like(next(model.parameters()))
-    before = snapshot(model)
-    result = run(method, model, forget8, digits)
-    assert same(before, snapshot(model)), "the caller's model was changed"
-    hook.remove()
-    assert result.model is not model
-    assert not result.model.training
-    assert all(torch.isfinite(p).all() for p in result.model.parameters())
-    # back in the default layout (the steps run channels-last), as safetensors needs
-    assert all(t.is_contiguous() for t in result.model.state_dict().values())
+    retain = (digits.train_x[100:600], digits.train_y[100:600])
+    result = check_method(method, model, forget8, retain=retain)
     assert result.method == method
     assert result.stopped_by in {"forgotten", "max_steps", "complete"}
-    if result.stopped_by == "max_steps":
-        assert result.steps == result.config["max_steps"]
-    if result.stopped_by == "forgotten":
-        assert result.forgotten
-        assert amnesiac.evaluate(result.model, forget=forget8)["forget_acc"] == 0.0
-    assert len(result.history) == result.steps
     assert result.seconds["total"] > 0
+
+
+def test_contract_checks_catch_a_method_that_breaks_them(tiny_model, forget8) -> None:
+    """The checks can fail: a run that does not forget is refused, and the snapshot sees a
+    hook added to any submodule and a changed buffer."""
+    with pytest.raises(ContractError, match="did not forget"):
+        check_method("neg_grad", tiny_model, forget8, max_steps=1)
+    model = copy.deepcopy(tiny_model)
+    snap = model_snapshot(model)
+    list(model.modules())[-1].register_full_backward_hook(lambda *a: None)
+    assert snap["hooks"] != model_snapshot(model)["hooks"]
+    buffer = next(
+        k for k, v in model.state_dict().items() if v.is_floating_point() and "running" in k
+    )
+    model.state_dict()[buffer].add_(1.0)
+    assert not torch.equal(snap["state"][buffer], model_snapshot(model)["state"][buffer])
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -114,8 +97,9 @@ def test_float64(method: str, tiny_model, forget8, digits) -> None:
 def test_bf16_autocast_keeps_float32_weights(method: str, tiny_model, forget8, digits) -> None:
     """precision="bf16" changes the computation (the weights differ from float32's) but not the
     weights' dtype, and "forgotten" is still decided in float32."""
-    fp32 = run(method, tiny_model, forget8, digits, stop="budget").model.state_dict()
-    result = run(method, tiny_model, forget8, digits, stop="budget", precision="bf16")
+    budget = {"stop": "budget"} if method != "retrain" else {}  # retrain takes no steps
+    fp32 = run(method, tiny_model, forget8, digits, **budget).model.state_dict()
+    result = run(method, tiny_model, forget8, digits, precision="bf16", **budget)
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
     assert any(not torch.equal(v, fp32[k]) for k, v in result.model.state_dict().items())
@@ -150,7 +134,7 @@ def test_every_choice_setting_is_validated_from_its_literal(method: str) -> None
     literal = [
         f.name for f in dataclasses.fields(cls) if typing.get_origin(hints[f.name]) is Literal
     ]
-    assert {"objective", "stop", "precision"} <= set(literal)
+    assert {"objective", "precision"} <= set(literal)
     for name in literal:
         allowed = list(typing.get_args(hints[name]))
         with pytest.raises(amnesiac.InvalidSettingsError, match=f"{name} must be one of"):
@@ -258,12 +242,12 @@ def test_bn_eval_mode_keeps_running_statistics(tiny_model, forget8) -> None:
 
 def test_divergence_is_reported_and_input_untouched(tiny_model, forget8) -> None:
     model = copy.deepcopy(tiny_model)
-    before = snapshot(model)
+    before = model_snapshot(model)
     with pytest.raises(amnesiac.DivergenceError, match="untouched"):
         amnesiac.unlearn(
             model, forget=forget8, method="neg_grad", lr=1e30, max_steps=50, stop="budget"
         )
-    assert same(before, snapshot(model))
+    assert snapshot_diff(before, model_snapshot(model)) is None
 
 
 def test_paper_preset_resolves_official_settings() -> None:

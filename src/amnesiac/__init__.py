@@ -33,7 +33,15 @@ from amnesiac.errors import (
     UnknownNameError,
 )
 from amnesiac.ledger import Ledger, LedgerError, forget_sha256
-from amnesiac.methods.base import UnlearnConfig, Unlearner, UnlearnResult, get_method, register
+from amnesiac.methods.base import (
+    StepConfig,
+    UnlearnConfig,
+    UnlearnData,
+    Unlearner,
+    UnlearnResult,
+    get_method,
+    register,
+)
 from amnesiac.models import (
     Checkpoint,
     ImageClassifier,
@@ -61,9 +69,11 @@ __all__ = [
     "LedgerError",
     "Shadows",
     "Splits",
+    "StepConfig",
     "TrainRecipe",
     "UnknownNameError",
     "UnlearnConfig",
+    "UnlearnData",
     "UnlearnResult",
     "Unlearner",
     "__version__",

@@ -12,6 +12,7 @@ from amnesiac.methods import (  # noqa: F401  (registration on import)
 )
 from amnesiac.methods.base import (
     MethodInfo,
+    StepConfig,
     UnlearnConfig,
     UnlearnData,
     Unlearner,
@@ -23,6 +24,7 @@ from amnesiac.methods.base import (
 
 __all__ = [
     "MethodInfo",
+    "StepConfig",
     "UnlearnConfig",
     "UnlearnData",
     "UnlearnResult",

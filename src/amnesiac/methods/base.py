@@ -1,4 +1,5 @@
-"""The :class:`Unlearner` template, its settings base class, its result, and the method registry.
+"""The :class:`Unlearner` template and its result (settings: :mod:`amnesiac.methods.settings`;
+registry: :mod:`amnesiac.methods.registry`, both re-exported here).
 
 A method subclasses :class:`Unlearner`, declares a frozen settings dataclass derived from
 :class:`UnlearnConfig`, and writes only what is the method: :meth:`Unlearner.prepare` (work done
@@ -12,122 +13,44 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from amnesiac._choices import choice_problems
-from amnesiac._names import suggest
-from amnesiac.errors import DivergenceError, InvalidSettingsError, UnknownNameError
+from amnesiac.errors import DivergenceError, InvalidSettingsError
+from amnesiac.methods.registry import (
+    MethodInfo,
+    accepting,
+    get_method,
+    register,
+    registered,
+)
+from amnesiac.methods.settings import Objective, StepConfig, UnlearnConfig
 from amnesiac.ops.layout import to_channels_last, to_contiguous
-from amnesiac.ops.precision import Precision, autocast
+from amnesiac.ops.precision import autocast
 from amnesiac.ops.shrink import shrink_update
 
+__all__ = [
+    "MethodInfo",
+    "Objective",
+    "StepConfig",
+    "UnlearnConfig",
+    "UnlearnData",
+    "UnlearnResult",
+    "Unlearner",
+    "accepting",
+    "get_method",
+    "register",
+    "registered",
+]
+
 logger = logging.getLogger(__name__)
-
-Objective = Literal["misclassify", "relabel"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class UnlearnConfig:
-    """Settings every method shares. Subclasses add their own fields.
-
-    Attributes:
-        lr: Learning rate of the optimizer.
-        max_steps: Step budget: the run stops after this many optimizer steps at the latest.
-        batch_size: Forget-set batch size per step.
-        seed: Seed of every random draw of the run.
-        objective: ``"misclassify"`` (each forget instance must leave its true class) or
-            ``"relabel"`` (each must be predicted as its target label).
-        stop: ``"forgotten"`` stops as soon as every forget instance meets the objective (checked
-            after every step, in eval mode); ``"budget"`` always runs ``max_steps`` steps.
-        momentum: SGD momentum.
-        weight_decay: SGD weight decay.
-        bn_mode: BatchNorm during the update steps: ``"train"`` (batch statistics, running
-            statistics updated; the official L2UL code) or ``"eval"`` (running statistics used
-            and kept).
-        heal_steps: With ``stop="forgotten"``, steps kept after every instance first meets the
-            objective, so the preservation terms can repair the rest; the run ends only at a
-            step where the objective holds.
-        eval_batch_size: Batch size of the per-step forget-set check.
-        shrink_steps: When the run ends with the objective met, bisection steps of a final
-            shrink of the update toward the original weights: the smallest fraction ``a`` for
-            which ``θ0 + a (θ - θ0)`` still meets the objective is kept
-            (:func:`amnesiac.ops.shrink_update`; 0 turns it off).
-        clip_grad_norm: Largest L2 norm of a step's gradient over all parameters (0: no limit);
-            a larger one is scaled down to it (:func:`torch.nn.utils.clip_grad_norm_`), so a
-            step cannot be large because the inputs are unusual. The history records the norm
-            before clipping as ``grad_norm``.
-        precision: ``"fp32"``, or ``"bf16"``: the work before the steps (e.g. adversarial
-            examples, ``retrain``'s training; MAS importance stays float32) and every step's
-            forward and backward pass run under bfloat16 autocast (:func:`torch.autocast`); the
-            weights, the optimizer and the stop check stay in float32, so "forgotten" is always
-            decided in full precision. A ResNet-20 pass is about 3x faster on a CPU with AMX
-            (the speed section of ``benchmarks/RESULTS.md``), slower on CPUs without bfloat16
-            instructions.
-    """
-
-    lr: float = 1e-3
-    max_steps: int = 1000
-    batch_size: int = 32
-    seed: int = 0
-    objective: Objective = "misclassify"
-    stop: Literal["forgotten", "budget"] = "forgotten"
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    bn_mode: Literal["train", "eval"] = "train"
-    heal_steps: int = 0
-    eval_batch_size: int = 1024
-    shrink_steps: int = 0
-    clip_grad_norm: float = 0.0
-    precision: Precision = "fp32"
-
-    #: Settings added after release, each with the value that reproduces the behaviour from
-    #: before it existed (a recorded run without the setting ran with that value).
-    added_settings: ClassVar[dict[str, Any]] = {"clip_grad_norm": 0.0}
-
-    def __post_init__(self) -> None:
-        problems = self.problems()
-        if problems:
-            raise InvalidSettingsError(f"invalid {type(self).__name__}: " + "; ".join(problems))
-
-    def problems(self) -> list[str]:
-        """Every problem with these settings (empty when valid). Subclasses extend the list."""
-        out = choice_problems(self)
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                out.append(f"{f.name} must be finite, got {value}")
-        if not self.lr > 0:
-            out.append(f"lr must be > 0, got {self.lr}")
-        if self.heal_steps < 0:
-            out.append(f"heal_steps must be >= 0, got {self.heal_steps}")
-        if self.clip_grad_norm < 0:
-            out.append(f"clip_grad_norm must be >= 0 (0: no limit), got {self.clip_grad_norm}")
-        if self.shrink_steps < 0:
-            out.append(f"shrink_steps must be >= 0, got {self.shrink_steps}")
-        if self.max_steps < 0:
-            out.append(f"max_steps must be >= 0, got {self.max_steps}")
-        if self.batch_size < 1:
-            out.append(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.eval_batch_size < 1:
-            out.append(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
-        if self.momentum < 0 or self.weight_decay < 0:
-            out.append(
-                f"momentum and weight_decay must be >= 0, got {self.momentum}, {self.weight_decay}"
-            )
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -198,6 +121,8 @@ class Unlearner:
             unlabeled in-domain images passed as ``surrogate=`` to :func:`amnesiac.unlearn`.
         summary: One line for :func:`amnesiac.list_methods`.
         reference: Paper the method comes from.
+        forgets: Whether a normal run ends with D_f forgotten.
+        fast_settings: Settings for a quick run that still forgets (the contract checks).
     """
 
     name: ClassVar[str] = ""
@@ -211,6 +136,12 @@ class Unlearner:
     iterative: ClassVar[bool] = True
     #: Named settings bundles, e.g. ``{"paper": {...}}``, applied under explicit settings.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: Whether a run that ends normally has D_f meet the objective (``False`` for methods
+    #: that forget only as far as the retained data implies: ``retrain``, ``finetune``).
+    forgets: ClassVar[bool] = True
+    #: Settings under which the method runs in seconds on a small model and forget set, and
+    #: still forgets (:func:`amnesiac.testing.check_method` runs it under them).
+    fast_settings: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: UnlearnConfig) -> None:
         if not isinstance(config, self.config_cls):
@@ -252,7 +183,7 @@ class Unlearner:
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         """The optimizer of the update steps: SGD with the config's momentum and weight decay."""
-        c = self.config
+        c = self.step_config
         return torch.optim.SGD(
             model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
         )
@@ -263,15 +194,12 @@ class Unlearner:
         With ``stop="forgotten"``: at the first step where the objective holds, or, with
         ``heal_steps``, at the first step at least ``heal_steps`` after that where it holds.
         """
-        if self.config.stop != "forgotten" or not forgotten:
+        c = self.step_config
+        if c.stop != "forgotten" or not forgotten:
             return False
         if self._first_forgotten is None:
             self._first_forgotten = step
-        return step - self._first_forgotten >= self.config.heal_steps
-
-    def begin_steps(self, model: nn.Module) -> nn.Module:
-        """Return the module to optimize (``model`` itself unless a method trains from scratch)."""
-        return model
+        return step - self._first_forgotten >= c.heal_steps
 
     # ----------------------------------------------------------------- helpers for methods
     @contextlib.contextmanager
@@ -287,8 +215,8 @@ class Unlearner:
         """Indices of step ``step``'s forget batch: sequential and cycled, like an unshuffled
         loader (``batch_size`` at most ``K``)."""
         k = len(data.forget_x)
-        start = (step - 1) * self.config.batch_size
-        size = min(self.config.batch_size, k)
+        start = (step - 1) * self.step_config.batch_size
+        size = min(self.step_config.batch_size, k)
         return torch.arange(start, start + size, device=data.forget_x.device) % k
 
     def retain_batch(self, data: UnlearnData, size: int) -> tuple[Tensor, Tensor]:
@@ -312,7 +240,6 @@ class Unlearner:
         callback: Callable[[dict[str, float]], None] | None = None,
     ) -> UnlearnResult:
         """Run the method on a copy of ``model``; see :func:`amnesiac.unlearn`."""
-        cfg = self.config
         t_start = time.perf_counter()
         self.seconds = {}
         self._first_forgotten = None
@@ -329,72 +256,12 @@ class Unlearner:
         to_channels_last(original, probe)
         to_channels_last(work, probe)
         self.prepare(work, original, data)
-        work = self.begin_steps(work)
-        history: list[dict[str, float]] = []
-        steps = 0
-        stats = forget_status(work, data, batch_size=cfg.eval_batch_size)
-        stopped_by = "no_steps" if cfg.max_steps == 0 else "max_steps"
-        if not self.iterative:
-            stopped_by = "complete"
-        elif cfg.max_steps > 0 and self.is_done(stats["forgotten"] == 1.0, 0):
-            stopped_by = "forgotten"
+        if self.iterative:
+            work, run = self._steps(work, original, data, progress, callback)
         else:
-            opt = self.make_optimizer(work)
-            bar = tqdm(
-                total=cfg.max_steps, disable=not progress, desc=self.name, unit="step", leave=False
-            )
-            try:
-                with self.phase("unlearn"):
-                    for step in range(1, cfg.max_steps + 1):
-                        set_train_mode(work, bn_train=cfg.bn_mode == "train")
-                        with self.autocast(data):
-                            parts = self.loss(work, data, step)
-                        loss = parts["loss"]
-                        if not torch.isfinite(loss):
-                            raise DivergenceError(
-                                f"{self.name}: loss became {loss.item()} at step {step}; the "
-                                "input model is untouched. Lower lr or raise the regularization"
-                            )
-                        opt.zero_grad(set_to_none=True)
-                        self.backward(work, parts)
-                        if cfg.clip_grad_norm > 0:
-                            parts["grad_norm"] = torch.nn.utils.clip_grad_norm_(
-                                work.parameters(), cfg.clip_grad_norm
-                            )
-                        opt.step()
-                        steps = step
-                        with self.phase("stop_check"):
-                            stats = forget_status(work, data, batch_size=cfg.eval_batch_size)
-                        record = {"step": float(step)}
-                        record.update({k: float(v.detach()) for k, v in parts.items()})
-                        record.update({k: v for k, v in stats.items() if k != "forgotten"})
-                        history.append(record)
-                        if callback is not None:
-                            callback(record)
-                        bar.update()
-                        if step % 10 == 0 or step == 1:
-                            bar.set_postfix(
-                                loss=f"{record['loss']:.3f}",
-                                forget_acc=f"{stats['forget_acc']:.1f}",
-                            )
-                        if self.is_done(stats["forgotten"] == 1.0, step):
-                            stopped_by = "forgotten"
-                            break
-            finally:
-                bar.close()
-                work.zero_grad(set_to_none=True)
+            stats = forget_status(work, data, batch_size=self.config.eval_batch_size)
+            run = _Run(stopped_by="complete", forgotten=stats["forgotten"] == 1.0)
         work.eval()
-        fraction = 1.0
-        if self.iterative and cfg.shrink_steps > 0 and steps > 0 and stats["forgotten"] == 1.0:
-            with self.phase("shrink"):
-                work, fraction = shrink_update(
-                    original,
-                    work,
-                    lambda m: (
-                        forget_status(m, data, batch_size=cfg.eval_batch_size)["forgotten"] == 1.0
-                    ),
-                    steps=cfg.shrink_steps,
-                )
         to_contiguous(work)
         for p in work.parameters():
             p.requires_grad_(True)
@@ -404,14 +271,122 @@ class Unlearner:
         return UnlearnResult(
             model=work,
             method=self.name,
-            config=cfg.to_dict(),
-            steps=steps,
-            stopped_by=stopped_by,
-            forgotten=stats["forgotten"] == 1.0,
-            history=history,
+            config=self.config.to_dict(),
+            steps=run.steps,
+            stopped_by=run.stopped_by,
+            forgotten=run.forgotten,
+            history=run.history,
             seconds=dict(self.seconds),
-            update_fraction=fraction,
+            update_fraction=run.fraction,
         )
+
+    @property
+    def step_config(self) -> StepConfig:
+        """The settings of the update steps (methods that take steps have a :class:`StepConfig`)."""
+        if not isinstance(self.config, StepConfig):
+            raise TypeError(
+                f"method {self.name!r} takes update steps, so its settings class must derive "
+                f"from StepConfig, not {type(self.config).__name__}"
+            )
+        return self.config
+
+    def _steps(
+        self,
+        work: nn.Module,
+        original: nn.Module,
+        data: UnlearnData,
+        progress: bool,
+        callback: Callable[[dict[str, float]], None] | None,
+    ) -> tuple[nn.Module, _Run]:
+        """The update steps, then the shrink toward the original weights."""
+        cfg = self.step_config
+        run = _Run(stopped_by="no_steps" if cfg.max_steps == 0 else "max_steps")
+        stats = forget_status(work, data, batch_size=cfg.eval_batch_size)
+        if cfg.max_steps > 0 and self.is_done(stats["forgotten"] == 1.0, 0):
+            run.stopped_by = "forgotten"
+        elif cfg.max_steps > 0:
+            opt = self.make_optimizer(work)
+            bar = tqdm(
+                total=cfg.max_steps, disable=not progress, desc=self.name, unit="step", leave=False
+            )
+            try:
+                with self.phase("unlearn"):
+                    for step in range(1, cfg.max_steps + 1):
+                        stats = self._step(work, data, opt, step, run, callback)
+                        bar.update()
+                        if step % 10 == 0 or step == 1:
+                            bar.set_postfix(
+                                loss=f"{run.history[-1]['loss']:.3f}",
+                                forget_acc=f"{stats['forget_acc']:.1f}",
+                            )
+                        if self.is_done(stats["forgotten"] == 1.0, step):
+                            run.stopped_by = "forgotten"
+                            break
+            finally:
+                bar.close()
+                work.zero_grad(set_to_none=True)
+        run.forgotten = stats["forgotten"] == 1.0
+        if cfg.shrink_steps > 0 and run.steps > 0 and run.forgotten:
+            work.eval()
+            with self.phase("shrink"):
+                work, run.fraction = shrink_update(
+                    original,
+                    work,
+                    lambda m: (
+                        forget_status(m, data, batch_size=cfg.eval_batch_size)["forgotten"] == 1.0
+                    ),
+                    steps=cfg.shrink_steps,
+                )
+        return work, run
+
+    def _step(
+        self,
+        work: nn.Module,
+        data: UnlearnData,
+        opt: torch.optim.Optimizer,
+        step: int,
+        run: _Run,
+        callback: Callable[[dict[str, float]], None] | None,
+    ) -> dict[str, float]:
+        """One update step and its stop check; returns the forget-set status after it."""
+        cfg = self.step_config
+        set_train_mode(work, bn_train=cfg.bn_mode == "train")
+        with self.autocast(data):
+            parts = self.loss(work, data, step)
+        loss = parts["loss"]
+        if not torch.isfinite(loss):
+            raise DivergenceError(
+                f"{self.name}: loss became {loss.item()} at step {step}; the input model is "
+                "untouched. Lower lr or raise the regularization"
+            )
+        opt.zero_grad(set_to_none=True)
+        self.backward(work, parts)
+        if cfg.clip_grad_norm > 0:
+            parts["grad_norm"] = torch.nn.utils.clip_grad_norm_(
+                work.parameters(), cfg.clip_grad_norm
+            )
+        opt.step()
+        run.steps = step
+        with self.phase("stop_check"):
+            stats = forget_status(work, data, batch_size=cfg.eval_batch_size)
+        record = {"step": float(step)}
+        record.update({k: float(v.detach()) for k, v in parts.items()})
+        record.update({k: v for k, v in stats.items() if k != "forgotten"})
+        run.history.append(record)
+        if callback is not None:
+            callback(record)
+        return stats
+
+
+@dataclass
+class _Run:
+    """What a run did, filled in as it goes."""
+
+    stopped_by: str
+    steps: int = 0
+    forgotten: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+    fraction: float = 1.0
 
 
 def set_train_mode(model: nn.Module, *, bn_train: bool) -> None:
@@ -459,55 +434,3 @@ def check_finite(model: nn.Module, name: str) -> None:
                 f"{name}: {key} became NaN or infinite; the input model is untouched. "
                 "Lower lr or raise the regularization"
             )
-
-
-# --------------------------------------------------------------------------- registry
-@dataclass(frozen=True)
-class MethodInfo:
-    """Registry entry of a method."""
-
-    name: str
-    cls: type[Unlearner]
-    config_cls: type[UnlearnConfig]
-    reads: tuple[str, ...]
-    summary: str
-    reference: str
-    accepts: tuple[str, ...] = ()
-
-    @property
-    def needs_retain(self) -> bool:
-        return "retain" in self.reads
-
-
-_REGISTRY: dict[str, MethodInfo] = {}
-
-
-def register(cls: type[Unlearner]) -> type[Unlearner]:
-    """Class decorator adding a method to the registry; duplicate names are refused."""
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} has no name")
-    if cls.name in _REGISTRY:
-        raise ValueError(
-            f"method {cls.name!r} is already registered by {_REGISTRY[cls.name].cls.__name__}"
-        )
-    _REGISTRY[cls.name] = MethodInfo(
-        cls.name, cls, cls.config_cls, cls.reads, cls.summary, cls.reference, cls.accepts
-    )
-    return cls
-
-
-def get_method(name: str) -> MethodInfo:
-    """The registry entry of ``name``; unknown names get the valid list and the closest match."""
-    if name not in _REGISTRY:
-        raise UnknownNameError(suggest(name, _REGISTRY, "method"))
-    return _REGISTRY[name]
-
-
-def accepting(optional_input: str) -> list[str]:
-    """Names of the registered methods that use ``optional_input`` (e.g. ``"surrogate"``)."""
-    return sorted(name for name, info in _REGISTRY.items() if optional_input in info.accepts)
-
-
-def registered() -> dict[str, MethodInfo]:
-    """All registered methods by name."""
-    return dict(_REGISTRY)

@@ -3,32 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from amnesiac.methods.base import UnlearnConfig, UnlearnData, Unlearner, register
+from amnesiac.methods.base import StepConfig, UnlearnData, Unlearner, register
 
 
 @dataclass(frozen=True, kw_only=True)
-class FinetuneConfig(UnlearnConfig):
-    """Settings of ``finetune``.
+class FinetuneConfig(StepConfig):
+    """Settings of ``finetune`` (it never trains on the forget set).
 
     Attributes:
-        retain_batch_size: Retained examples per step.
+        batch_size: Retained examples per step.
     """
 
     lr: float = 1e-2
     max_steps: int = 500
+    batch_size: int = 128
     stop: Literal["forgotten", "budget"] = "budget"
-    retain_batch_size: int = 128
-
-    def problems(self) -> list[str]:
-        out = super().problems()
-        if self.retain_batch_size < 1:
-            out.append(f"retain_batch_size must be >= 1, got {self.retain_batch_size}")
-        return out
 
 
 @register
@@ -40,6 +34,8 @@ class Finetune(Unlearner):
     """
 
     name = "finetune"
+    fast_settings: ClassVar[dict[str, Any]] = {"max_steps": 4}
+    forgets = False  # only as far as the retained data implies
     config_cls = FinetuneConfig
     reads = ("forget", "retain")
     summary = "fine-tune on retained data only (forgets by overwriting)"
@@ -48,6 +44,6 @@ class Finetune(Unlearner):
     config: FinetuneConfig
 
     def loss(self, model: nn.Module, data: UnlearnData, step: int) -> dict[str, Tensor]:
-        xr, yr = self.retain_batch(data, self.config.retain_batch_size)
+        xr, yr = self.retain_batch(data, self.config.batch_size)
         lr_ = F.cross_entropy(model(xr), yr)
         return {"loss": lr_, "retain": lr_}

@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from amnesiac.methods.base import UnlearnConfig, UnlearnData, Unlearner, register
+from amnesiac.methods.base import StepConfig, UnlearnConfig, UnlearnData, Unlearner, register
+from amnesiac.methods.l2ul_presets import PAPER_PRESET, SURROGATE_PRESET
 from amnesiac.ops.boundary import nearest_boundary_class
 from amnesiac.ops.importance import importance_penalty, mas_importance, normalize_importance
 from amnesiac.ops.losses import ForgetLoss, forget_loss, runner_up, soft_cross_entropy
@@ -35,7 +36,7 @@ PAPER_URL = (
 
 
 @dataclass(frozen=True, kw_only=True)
-class L2ULConfig(UnlearnConfig):
+class L2ULConfig(StepConfig):
     """Settings of the L2UL family (``l2ul``, ``l2ul_adv``, ``l2ul_imp``).
 
     Attributes:
@@ -135,13 +136,6 @@ class L2ULConfig(UnlearnConfig):
     proxy_loss: Literal["kl", "logit_mse"] = "kl"
     clip_grad_norm: float = 20.0
 
-    added_settings: ClassVar[dict[str, Any]] = {
-        **UnlearnConfig.added_settings,
-        "forget_scale_k": 0,
-        "forget_escalate_steps": 0,
-        "nearest_target": False,
-    }
-
     def problems(self) -> list[str]:
         out = super().problems()
         for name in ("n_adv", "pgd_steps", "proxy_size", "forget_scale_k", "forget_escalate_steps"):
@@ -171,54 +165,6 @@ class L2ULConfig(UnlearnConfig):
             if getattr(self, name) < 0:
                 out.append(f"{name} must be >= 0, got {getattr(self, name)}")
         return out
-
-
-# Every setting but the seed, the objective and the batch sizes that only change speed, so that
-# a change of l2ul's defaults never changes what the paper preset runs (a test holds it to that).
-PAPER_PRESET: dict[str, Any] = {
-    "lr": 1e-3,
-    "momentum": 0.9,
-    "weight_decay": 1e-4,
-    "batch_size": 32,
-    "adv_batch_size": 256,
-    "n_adv": 20,
-    "pgd_eps": 2.0,
-    "pgd_step": 0.1,
-    "pgd_steps": 100,
-    "target_rule": "paper",
-    "adv_loss": "target",
-    "importance_bn_mode": "train",
-    "bn_mode": "train",
-    "forget_loss": "neg_ce",
-    "weighting": "batch",
-    "margin": 0.0,
-    "nearest_target": False,
-    "project_forget": False,
-    "heal_steps": 0,
-    "stop": "forgotten",
-    "max_steps": 2000,
-    "reg_weight": 1.0,
-    "forget_weight": 1.0,
-    "forget_scale_k": 0,
-    "forget_escalate_steps": 0,
-    "shrink_steps": 0,
-    "clip_grad_norm": 0.0,
-    # none of amnesiac's additions
-    "proxy_size": 0,
-    "proxy_batch_size": 128,
-    "proxy_min_shift": 0.1,
-    "proxy_max_shift": 0.15,
-    "proxy_flip": True,
-    "proxy_mix": True,
-    "proxy_weight": 10.0,
-    "proxy_loss": "kl",
-}
-
-
-# For ``surrogate=`` anchors (real images cover every class, so more of them per step and a
-# longer heal help): validation k=32, forget seeds 100 / 101, 0.78 / 0.42 points against 1.06 /
-# 0.82 with the forget-only defaults (benchmarks/VALIDATION.md).
-SURROGATE_PRESET: dict[str, Any] = {"proxy_batch_size": 256, "heal_steps": 400, "max_steps": 1500}
 
 
 @torch.no_grad()
@@ -303,6 +249,12 @@ class L2UL(Unlearner):
     """
 
     name = "l2ul"
+    fast_settings: ClassVar[dict[str, Any]] = {
+        "max_steps": 300,
+        "heal_steps": 0,
+        "proxy_size": 64,
+        "proxy_batch_size": 16,
+    }
     config_cls = L2ULConfig
     summary = (
         "MAS weight importance + forget-set proxies, or surrogate images when given (paper "

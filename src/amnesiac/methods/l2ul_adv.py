@@ -33,6 +33,12 @@ class AdversarialRegularization(L2UL):
     """
 
     name = "l2ul_adv"
+    fast_settings: ClassVar[dict[str, Any]] = {
+        "max_steps": 300,
+        "heal_steps": 0,
+        "n_adv": 2,
+        "pgd_steps": 3,
+    }
     accepts = ()  # an ablation with one regularizer: no anchors
     config_cls = L2ULAdvConfig
     summary = "forget objective + adversarial examples of the forget set (paper's Case 2)"

@@ -31,6 +31,7 @@ class ImportanceRegularization(L2UL):
     """
 
     name = "l2ul_imp"
+    fast_settings: ClassVar[dict[str, Any]] = {"max_steps": 300, "heal_steps": 0}
     accepts = ()  # an ablation with one regularizer: no anchors
     config_cls = L2ULImpConfig
     summary = "forget objective + MAS weight importance computed on the forget set"

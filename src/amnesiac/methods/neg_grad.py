@@ -8,12 +8,12 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from amnesiac.methods.base import UnlearnConfig, UnlearnData, Unlearner, register
+from amnesiac.methods.base import StepConfig, UnlearnData, Unlearner, register
 from amnesiac.methods.l2ul import PAPER_URL
 
 
 @dataclass(frozen=True, kw_only=True)
-class NegGradConfig(UnlearnConfig):
+class NegGradConfig(StepConfig):
     """Settings of ``neg_grad``: the shared ones (SGD lr 1e-3, momentum 0.9, wd 1e-4, as the
     official code)."""
 
@@ -31,6 +31,7 @@ class NegGrad(Unlearner):
     """
 
     name = "neg_grad"
+    fast_settings: ClassVar[dict[str, Any]] = {"max_steps": 100}
     config_cls = NegGradConfig
     summary = "gradient ascent on the forget set (the paper's naive baseline)"
     reference = PAPER_URL

@@ -9,13 +9,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from amnesiac.methods.base import UnlearnConfig, UnlearnData, Unlearner, register
+from amnesiac.methods.base import StepConfig, UnlearnConfig, UnlearnData, Unlearner, register
 from amnesiac.methods.l2ul import PAPER_URL
 from amnesiac.ops.losses import ForgetLoss, forget_loss, runner_up
 
 
 @dataclass(frozen=True, kw_only=True)
-class NegGradRetainConfig(UnlearnConfig):
+class NegGradRetainConfig(StepConfig):
     """Settings of ``neg_grad_retain``.
 
     Defaults (chosen on a validation split by ``benchmarks/tune.py``; rows in
@@ -75,6 +75,11 @@ class NegGradRetain(Unlearner):
     """
 
     name = "neg_grad_retain"
+    fast_settings: ClassVar[dict[str, Any]] = {
+        "max_steps": 300,
+        "heal_steps": 0,
+        "retain_batch_size": 32,
+    }
     config_cls = NegGradRetainConfig
     reads = ("forget", "retain")
     presets: ClassVar[dict[str, dict[str, Any]]] = {

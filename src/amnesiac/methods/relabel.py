@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from amnesiac.methods.base import UnlearnConfig, UnlearnData, Unlearner, register
+from amnesiac.methods.base import StepConfig, UnlearnConfig, UnlearnData, Unlearner, register
 from amnesiac.methods.l2ul import PAPER_URL
 from amnesiac.ops.losses import runner_up
 
 
 @dataclass(frozen=True, kw_only=True)
-class RelabelConfig(UnlearnConfig):
+class RelabelConfig(StepConfig):
     """Settings of ``relabel`` (the shared ones)."""
 
 
@@ -30,6 +31,7 @@ class Relabel(Unlearner):
     """
 
     name = "relabel"
+    fast_settings: ClassVar[dict[str, Any]] = {"max_steps": 100}
     config_cls = RelabelConfig
     summary = "cross-entropy toward target labels (given, or the runner-up class)"
     reference = PAPER_URL

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -20,6 +20,7 @@ class RetrainConfig(UnlearnConfig):
         epochs: Passes over the retained data.
         lr: Peak learning rate of the one-cycle schedule.
         batch_size: Training batch size.
+        momentum: SGD (Nesterov) momentum.
         weight_decay: Weight decay of the weights (not of biases and BatchNorm).
         crop_padding: Random-crop augmentation padding (0: off).
         flip: Random horizontal flips.
@@ -29,12 +30,11 @@ class RetrainConfig(UnlearnConfig):
     epochs: int = 8
     lr: float = 0.1
     batch_size: int = 128
+    momentum: float = 0.9
     weight_decay: float = 5e-4
     crop_padding: int = 2
     flip: bool = True
     warmup: float = 0.15
-    max_steps: int = 0
-    stop: Literal["forgotten", "budget"] = "budget"
 
     def recipe(self) -> TrainRecipe:
         return TrainRecipe(
@@ -68,6 +68,8 @@ class Retrain(Unlearner):
     """
 
     name = "retrain"
+    fast_settings: ClassVar[dict[str, Any]] = {"epochs": 1}
+    forgets = False  # only as far as the retained data implies
     config_cls = RetrainConfig
     reads = ("forget", "retain")
     summary = "retrain from scratch on the retained data (the gold standard)"

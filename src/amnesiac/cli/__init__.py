@@ -1,0 +1,72 @@
+"""The ``amnesiac`` command line: a thin skin over the public API, and the only place that prints.
+
+One module per command, each with ``add_parser(subparsers)`` and ``run(args)`` (``run(args,
+extra)`` for the commands that take a method's settings as extra flags, generated from its
+settings dataclass by :mod:`amnesiac.cli.flags`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import amnesiac
+from amnesiac._io import OutputPathError
+from amnesiac.cli import audit, bench, continual, evaluate, methods, pretrain, unlearn, verify
+from amnesiac.cli.common import PROG, CLIError
+from amnesiac.cli.flags import add_dataclass_flags
+from amnesiac.errors import AmnesiacError
+
+__all__ = ["PROG", "CLIError", "add_dataclass_flags", "build_parser", "main"]
+
+_COMMANDS = (methods, pretrain, unlearn, continual, verify, evaluate, audit, bench)
+
+
+def _build() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The parser, and its ``unlearn`` subparser (whose help lists the chosen method's settings)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Make a trained image classifier forget specific training instances.",
+    )
+    parser.add_argument("--version", action="version", version=f"amnesiac {amnesiac.__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    added = {command.__name__: command.add_parser(sub) for command in _COMMANDS}
+    return parser, added[unlearn.__name__]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``amnesiac`` argument parser (method settings are parsed by the command)."""
+    return _build()[0]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 2 bad input or a failed request)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, unlearn_parser = _build()
+    try:
+        if argv[:1] == ["unlearn"] and ("-h" in argv or "--help" in argv):
+            unlearn.add_method_help(unlearn_parser, argv)
+        args, extra = parser.parse_known_args(argv)
+        logging.basicConfig(
+            level=logging.INFO if args.verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        if args.command is None:
+            parser.print_help()
+            return 2
+        takes_extra = getattr(args, "takes_extra", False)
+        if extra and not takes_extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        code: int = args.func(args, extra) if takes_extra else args.func(args)
+        return code
+    except (AmnesiacError, OutputPathError) as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except SystemExit as e:  # argparse: --help (0) and usage errors (2)
+        return int(e.code) if isinstance(e.code, int) else 2

@@ -1,0 +1,103 @@
+"""What the commands share: loading a model, the fit check, tables, method settings."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+import amnesiac
+from amnesiac.cli.flags import add_dataclass_flags, given
+from amnesiac.data import Splits, retain_eval_indices
+from amnesiac.errors import AmnesiacError, CheckpointError
+from amnesiac.models import Checkpoint, load_checkpoint, load_pretrained
+
+PROG = "amnesiac"
+
+
+class CLIError(AmnesiacError):
+    """A problem with the command line itself."""
+
+
+def load_model(spec: str | None, dataset: str) -> tuple[Checkpoint, str]:
+    """The checkpoint ``spec`` (``None`` or ``shipped``: the one shipped for ``dataset``)."""
+    if spec is None or spec == "shipped":
+        ckpt = load_pretrained(dataset)
+        return ckpt, f"shipped:{dataset}"
+    return load_checkpoint(spec), spec
+
+
+def check_fit(ckpt: Checkpoint, data: Splits, source: str) -> None:
+    """Raise :class:`CheckpointError` unless the model takes the dataset's images and classes."""
+    meta = ckpt.meta
+    problems = []
+    if int(meta["num_classes"]) != data.num_classes:
+        problems.append(
+            f"model {source} has {meta['num_classes']} classes but dataset {data.name} has "
+            f"{data.num_classes}"
+        )
+    if int(meta["in_channels"]) != data.input_shape[0]:
+        problems.append(
+            f"model {source} takes {meta['in_channels']} channels but dataset {data.name} has "
+            f"{data.input_shape[0]}"
+        )
+    shape = meta.get("input_shape")
+    if shape and tuple(shape) != tuple(data.input_shape):
+        problems.append(
+            f"model {source} was trained on images of shape {tuple(shape)}, dataset "
+            f"{data.name} has {tuple(data.input_shape)}"
+        )
+    if problems:
+        raise CheckpointError("; ".join(problems) + "; pass a model trained on this dataset")
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    """``rows`` under ``header`` in left-aligned columns."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(out)
+
+
+def fmt(v: float | None) -> str:
+    """A percentage with two decimals, ``-`` for none."""
+    return "-" if v is None else f"{v:.2f}"
+
+
+def retain_eval(data: Splits, forget: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """The seeded D_r evaluation subset (see :func:`amnesiac.data.retain_eval_indices`)."""
+    return retain_eval_indices(len(data.train_y), forget, size, seed)
+
+
+def tqdm_write(text: str) -> None:
+    """Print a line without breaking a progress bar."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(text)
+
+
+def method_parser(method: str) -> tuple[argparse.ArgumentParser, list[str]]:
+    """A parser of ``method``'s settings flags, and the setting names."""
+    info = amnesiac.get_method(method)
+    p = argparse.ArgumentParser(add_help=False, prog=f"{PROG} unlearn", exit_on_error=False)
+    group = p.add_argument_group(f"settings of method {method!r}")
+    names = add_dataclass_flags(group, info.config_cls)
+    return p, names
+
+
+def method_config(args: argparse.Namespace, extra: list[str]) -> amnesiac.UnlearnConfig:
+    """The settings of ``args.method`` from ``args.preset`` and the method flags in ``extra``."""
+    parser, names = method_parser(args.method)
+    try:
+        margs, unknown = parser.parse_known_args(extra)
+    except argparse.ArgumentError as e:
+        raise CLIError(
+            f"{e}; see `amnesiac unlearn --method {args.method} --help` for the settings"
+        ) from None
+    if unknown:
+        raise CLIError(
+            f"unrecognized arguments for method {args.method!r}: {' '.join(unknown)}; "
+            f"see `amnesiac unlearn --method {args.method} --help`"
+        )
+    return amnesiac.make_config(args.method, args.preset, **given(margs, names))

@@ -1,0 +1,343 @@
+"""``amnesiac unlearn``: forget training instances and report before/after accuracy."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from typing import Any
+
+import torch
+
+import amnesiac
+from amnesiac._io import atomic_write_bytes, atomic_write_text, check_writable
+from amnesiac._versions import software_versions
+from amnesiac.cli.common import (
+    CLIError,
+    check_fit,
+    fmt,
+    load_model,
+    method_config,
+    retain_eval,
+    table,
+)
+from amnesiac.cli.flags import (
+    add_dataclass_flags,
+    data_flags,
+    forget_epilog,
+    no_progress_flag,
+    retain_eval_size_flag,
+)
+from amnesiac.data import (
+    Splits,
+    load_dataset,
+    load_surrogate,
+    parse_forget,
+    retain_indices,
+    surrogate_test_rows,
+)
+from amnesiac.data.surrogate import SURROGATE_SPEC_HELP
+from amnesiac.ledger import Ledger, Request, forget_sha256
+from amnesiac.methods.base import MethodInfo, accepting
+from amnesiac.models import pretrained_path
+from amnesiac.models.checkpoint import checkpoint_bytes
+
+DEFAULT_METHOD = "l2ul"
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``unlearn`` command to ``subparsers`` (method settings come as extra flags)."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "unlearn",
+        help="forget training instances and report before/after accuracy",
+        description="Forget training instances. Method settings are flags; see\n"
+        "`amnesiac unlearn --method NAME --help` for that method's.",
+        parents=[data_flags(), retain_eval_size_flag(0), no_progress_flag()],
+        epilog=forget_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="checkpoint to unlearn from (default: the model shipped for --dataset)",
+    )
+    p.add_argument(
+        "--forget",
+        required=True,
+        help="the training instances to forget, in one of the forms below",
+    )
+    p.add_argument(
+        "--method", default=DEFAULT_METHOD, help="unlearning method (see `amnesiac methods`)"
+    )
+    p.add_argument("--preset", default=None, help="a named settings bundle, e.g. paper")
+    p.add_argument(
+        "--surrogate",
+        default=None,
+        help=f"{SURROGATE_SPEC_HELP}; for methods that accept it "
+        f"({', '.join(accepting('surrogate'))}). Test rows taken from the dataset's own test "
+        "split are left out of D_test",
+    )
+    p.add_argument("--out", default=None, help="unlearned checkpoint to write")
+    p.add_argument("--report", default=None, help="JSON report to write")
+    p.add_argument("--forget-out", default=None, help="write the forget indices to this .txt")
+    p.add_argument(
+        "--ledger",
+        default=None,
+        help="deletion ledger (JSON lines, hash-chained) to append this request to; the request "
+        "must start from the ledger's latest model (needs --out)",
+    )
+    p.add_argument(
+        "--hash-indices",
+        action="store_true",
+        help="store the SHA-256 of the forget indices in the ledger instead of the indices",
+    )
+    p.add_argument(
+        "--request-id",
+        default=None,
+        help="ledger request id (default: a hash of the input model, forget set and settings)",
+    )
+    p.add_argument(
+        "--from-original",
+        action="store_true",
+        help="with --ledger: re-solve every request so far and this one from the ledger's "
+        "original model (--model must be the first request's input) instead of chaining from "
+        "the latest model; the run forgets the union of their forget sets",
+    )
+    p.set_defaults(func=run, takes_extra=True)
+    return p
+
+
+def add_method_help(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Add the settings of the method named in ``argv`` to ``parser``'s help (``unlearn -h``)."""
+    method = DEFAULT_METHOD
+    if "--method" in argv and argv.index("--method") + 1 < len(argv):
+        method = argv[argv.index("--method") + 1]
+    group = parser.add_argument_group(f"settings of method {method!r}")
+    add_dataclass_flags(group, amnesiac.get_method(method).config_cls)
+
+
+def _ledger_request(
+    args: argparse.Namespace, dataset: str, forget: torch.Tensor, settings: dict[str, Any]
+) -> Request:
+    """The ledger's verdict on this request (see :meth:`amnesiac.ledger.Ledger.request`)."""
+    if not args.out:
+        raise CLIError("--ledger needs --out: the ledger records the model a request produces")
+    check_writable(args.ledger)
+    return Ledger(args.ledger).request(
+        dataset=dataset,
+        input_model=pretrained_path(dataset) if args.model in (None, "shipped") else args.model,
+        forget_indices=forget.tolist(),
+        method=args.method,
+        settings=settings,
+        output_model=args.out,
+        preset=args.preset,
+        request_id=args.request_id,
+        store_indices=not args.hash_indices,
+        from_original=args.from_original,
+    )
+
+
+Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclasses.dataclass
+class _Sets:
+    """What one run reads and is measured on."""
+
+    forget: torch.Tensor  # the forget indices
+    retain_all: torch.Tensor  # every retained index
+    retain_ev: torch.Tensor  # the D_r evaluation subset
+    f_set: Pair
+    r_eval: Pair
+    test: Pair
+    surrogate: torch.Tensor | None
+
+
+def _sets(args: argparse.Namespace, data: Splits, forget: torch.Tensor, info: MethodInfo) -> _Sets:
+    """D_f, D_r, D_test and the surrogate images (whose test rows leave D_test)."""
+    retain_all = retain_indices(len(data.train_y), forget)
+    retain_ev = retain_eval(data, forget, args.retain_eval_size, 0)
+    f_set = (data.train_x[forget], data.train_y[forget])
+    r_eval = (data.train_x[retain_ev], data.train_y[retain_ev])
+    test = (data.test_x, data.test_y)
+    surrogate = None
+    if args.surrogate:
+        if "surrogate" not in info.accepts:
+            raise CLIError(
+                f"method {args.method!r} does not use --surrogate; methods that do: "
+                + ", ".join(accepting("surrogate"))
+            )
+        surrogate = load_surrogate(args.surrogate, data_dir=args.data_dir, download=args.download)
+        rows_taken = surrogate_test_rows(args.surrogate, data.name, len(data.test_y))
+        if rows_taken is not None:  # D_test must not hold the anchors
+            keep = torch.ones(len(data.test_y), dtype=torch.bool)
+            keep[rows_taken[0] : rows_taken[1]] = False
+            if not keep.any():
+                raise CLIError(
+                    f"--surrogate {args.surrogate} takes every test image, leaving none for "
+                    "D_test; give a range, e.g. "
+                    f"{data.name}:test:0:{len(data.test_y) // 2}"
+                )
+            test = (data.test_x[keep], data.test_y[keep])
+    return _Sets(forget, retain_all, retain_ev, f_set, r_eval, test, surrogate)
+
+
+def _print_outcome(
+    args: argparse.Namespace,
+    sets: _Sets,
+    before: dict[str, float],
+    after: dict[str, float],
+    result: amnesiac.UnlearnResult,
+    seconds: dict[str, float],
+) -> None:
+    """The before/after table and how the run went."""
+    rows = [
+        [
+            name,
+            fmt(before[f"{key}_acc"]),
+            fmt(after[f"{key}_acc"]),
+            f"{after[f'{key}_acc'] - before[f'{key}_acc']:+.2f}",
+        ]
+        for name, key in (
+            ("D_f (forget)", "forget"),
+            ("D_r (retain)", "retain"),
+            ("D_test", "test"),
+        )
+    ]
+    print(table(rows, ["accuracy %", "before", "after", "change"]))
+    n_ev = len(sets.retain_ev)
+    r_note = "all" if n_ev == len(sets.retain_all) else f"a seeded subset of {n_ev}"
+    print(f"D_r evaluated on {r_note} retained instances")
+    if sets.surrogate is not None:
+        print(
+            f"surrogate: {len(sets.surrogate)} unlabeled images ({args.surrogate}); D_test is "
+            f"the {len(sets.test[1])} test images outside them"
+        )
+    kept = f"; update shrunk to {result.update_fraction:.1%}" if result.update_fraction < 1 else ""
+    print(
+        f"steps: {result.steps} (stopped by {result.stopped_by}; forgotten: "
+        f"{'yes' if result.forgotten else 'NO'}{kept})"
+    )
+    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
+
+
+def _report(
+    args: argparse.Namespace,
+    data: Splits,
+    source: str,
+    sets: _Sets,
+    before: dict[str, float],
+    after: dict[str, float],
+    result: amnesiac.UnlearnResult,
+    seconds: dict[str, float],
+) -> dict[str, Any]:
+    """The ``--report`` JSON."""
+    return {
+        "method": args.method,
+        "preset": args.preset,
+        "settings": result.config,
+        "dataset": data.name,
+        "model": source,
+        "forget_spec": args.forget,
+        "forget_indices": sets.forget.tolist(),
+        "forget_sha256": forget_sha256(sets.forget),
+        "retain_eval_size": len(sets.retain_ev),
+        "surrogate": args.surrogate,
+        "test_size": len(sets.test[1]),
+        "before": before,
+        "after": after,
+        "steps": result.steps,
+        "stopped_by": result.stopped_by,
+        "forgotten": result.forgotten,
+        "update_fraction": result.update_fraction,
+        "seconds": seconds,
+        "versions": software_versions(),
+        "history": result.history,
+    }
+
+
+def _write_outputs(
+    args: argparse.Namespace,
+    outs: list[Any],
+    meta: dict[str, Any],
+    result: amnesiac.UnlearnResult,
+    request: Request | None,
+    report: dict[str, Any],
+) -> None:
+    """Write the model, then the ledger entry, the report and the forget indices."""
+    if args.out:
+        atomic_write_bytes(outs[0], checkpoint_bytes(result.model, meta))
+        print(f"saved {args.out}")
+    if request is not None:  # after the model: a crash in between leaves no ledger entry
+        entry = Ledger(args.ledger).record(
+            request,
+            {
+                "metrics": {"before": report["before"], "after": report["after"]},
+                "forgotten": result.forgotten,
+                "steps": result.steps,
+            },
+        )
+        print(f"ledger {args.ledger}: request {entry['request_id']} recorded")
+    if args.report:
+        atomic_write_text(args.report, json.dumps(report, indent=2))
+        print(f"report {args.report}")
+    if args.forget_out:
+        forget = report["forget_indices"]
+        atomic_write_text(args.forget_out, "\n".join(map(str, forget)) + "\n")
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    """Unlearn ``--forget`` from ``--model``; print the outcome and write the outputs asked for."""
+    config = method_config(args, extra)
+    outs = [check_writable(p) for p in (args.out, args.report, args.forget_out) if p]
+    data = load_dataset(args.dataset, args.data_dir, download=args.download)
+    ckpt, source = load_model(args.model, data.name)
+    check_fit(ckpt, data, source)
+    forget = parse_forget(args.forget, data.train_y)
+    request = None
+    if args.ledger:
+        request = _ledger_request(args, data.name, forget, config.to_dict())
+        if request.done:
+            print(
+                f"request {request.request_id} is already in {args.ledger} with its model "
+                f"{args.out}; nothing to do"
+            )
+            return 0
+        if args.from_original:
+            forget = torch.tensor(request.forget_indices, dtype=torch.int64)
+    info = amnesiac.get_method(args.method)
+    sets = _sets(args, data, forget, info)
+    print(
+        f"{args.method}: forgetting {len(forget)} of {len(data.train_y)} {data.name} training "
+        f"instances ({args.forget}) from {source}"
+    )
+    t0 = time.perf_counter()
+    before = amnesiac.evaluate(ckpt.model, forget=sets.f_set, retain=sets.r_eval, test=sets.test)
+    t_before = time.perf_counter() - t0
+    retain_all = sets.retain_all
+    retain = (data.train_x[retain_all], data.train_y[retain_all]) if info.needs_retain else None
+    result = amnesiac.unlearn(
+        ckpt.model,
+        forget=sets.f_set,
+        method=args.method,
+        retain=retain,
+        surrogate=sets.surrogate,
+        progress=not args.no_progress,
+        **config.to_dict(),
+    )
+    t0 = time.perf_counter()
+    after = amnesiac.evaluate(result.model, forget=sets.f_set, retain=sets.r_eval, test=sets.test)
+    t_after = time.perf_counter() - t0
+    seconds = {**result.seconds, "evaluate": t_before + t_after}
+    _print_outcome(args, sets, before, after, result, seconds)
+    unlearned = {
+        "method": args.method,
+        "from": source,
+        "forget_sha256": forget_sha256(forget),
+        "settings": result.config,
+    }
+    report = _report(args, data, source, sets, before, after, result, seconds)
+    # write every output only after everything succeeded
+    _write_outputs(args, outs, {**ckpt.meta, "unlearned": unlearned}, result, request, report)
+    return 0

@@ -1,0 +1,64 @@
+"""The registry of unlearning methods: :func:`register` adds one, :func:`get_method` finds it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from amnesiac._names import suggest
+from amnesiac.errors import UnknownNameError
+
+if TYPE_CHECKING:
+    from amnesiac.methods.base import Unlearner
+    from amnesiac.methods.settings import UnlearnConfig
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """Registry entry of a method."""
+
+    name: str
+    cls: type[Unlearner]
+    config_cls: type[UnlearnConfig]
+    reads: tuple[str, ...]
+    summary: str
+    reference: str
+    accepts: tuple[str, ...] = ()
+
+    @property
+    def needs_retain(self) -> bool:
+        return "retain" in self.reads
+
+
+_REGISTRY: dict[str, MethodInfo] = {}
+
+
+def register(cls: type[Unlearner]) -> type[Unlearner]:
+    """Class decorator adding a method to the registry; duplicate names are refused."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    if cls.name in _REGISTRY:
+        raise ValueError(
+            f"method {cls.name!r} is already registered by {_REGISTRY[cls.name].cls.__name__}"
+        )
+    _REGISTRY[cls.name] = MethodInfo(
+        cls.name, cls, cls.config_cls, cls.reads, cls.summary, cls.reference, cls.accepts
+    )
+    return cls
+
+
+def get_method(name: str) -> MethodInfo:
+    """The registry entry of ``name``; unknown names get the valid list and the closest match."""
+    if name not in _REGISTRY:
+        raise UnknownNameError(suggest(name, _REGISTRY, "method"))
+    return _REGISTRY[name]
+
+
+def accepting(optional_input: str) -> list[str]:
+    """Names of the registered methods that use ``optional_input`` (e.g. ``"surrogate"``)."""
+    return sorted(name for name, info in _REGISTRY.items() if optional_input in info.accepts)
+
+
+def registered() -> dict[str, MethodInfo]:
+    """All registered methods by name."""
+    return dict(_REGISTRY)
