@@ -25,7 +25,7 @@ from amnesiac.data import (
     parse_forget,
     retain_indices,
 )
-from amnesiac.data import datasets as datasets_module
+from amnesiac.data import locate as locate_module
 from amnesiac.data.datasets import read_idx
 from amnesiac.errors import (
     AmnesiacError,
@@ -43,7 +43,7 @@ def _isolated_search(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Search only what a test gives: no $AMNESIAC_DATA, no system folder, an empty cache."""
     monkeypatch.delenv("AMNESIAC_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(datasets_module, "_SYSTEM_DIRS", {})
+    monkeypatch.setattr(locate_module, "_SYSTEM_DIRS", {})
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from amnesiac.errors import InvalidForgetSetError, InvalidSettingsError
 
-__all__ = ["forget_spec_help", "parse_forget", "retain_indices"]
+__all__ = ["forget_spec_help", "parse_forget", "retain_eval_indices", "retain_indices"]
 
 logger = logging.getLogger(__name__)
 
@@ -172,18 +172,13 @@ def retain_indices(n: int, forget: Tensor) -> Tensor:
 
 
 def retain_eval_indices(n: int, forget: Tensor, size: int, seed: int) -> Tensor:
-    """The seeded subset of the retained instances on which D_r accuracy is measured.
-
-    ``size`` of :func:`retain_indices` ``(n, forget)``, drawn with ``seed`` and sorted; all of
-    them when ``size`` is 0 or at least their number. The CLI, the bench and the continual
-    scenario all measure D_r on this subset, so their numbers are comparable.
+    """The seeded subset of :func:`retain_indices` on which the CLI, the bench and the continual
+    scenario measure D_r: ``size`` of them drawn with ``seed`` and sorted (all when ``size`` is 0
+    or at least their number).
 
     Example:
-        >>> import torch
         >>> retain_eval_indices(10, torch.tensor([0, 1]), 3, seed=0).tolist()
         [2, 6, 9]
-        >>> len(retain_eval_indices(10, torch.tensor([0, 1]), 0, seed=0))
-        8
     """
     retain = retain_indices(n, forget)
     if 0 < size < len(retain):
@@ -192,10 +187,7 @@ def retain_eval_indices(n: int, forget: Tensor, size: int, seed: int) -> Tensor:
     return retain
 
 
-# --------------------------------------------------------------------------------------------
-# Helpers
-
-
+# -------------------------------------------------------------------------------------- helpers
 def _raise_if(problems: Sequence[str], name: str, source: str) -> None:
     if problems:
         _fail(problems, name, source)

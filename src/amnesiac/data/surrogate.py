@@ -12,7 +12,9 @@ from pathlib import Path
 
 from torch import Tensor
 
-from amnesiac.data.datasets import _load_image, _stack_images, load_dataset
+from amnesiac.data.datasets import load_dataset
+from amnesiac.data.folder import load_image as _load_image
+from amnesiac.data.folder import stack_images as _stack_images
 from amnesiac.errors import InvalidSettingsError
 
 __all__ = ["SURROGATE_SPEC_HELP", "load_surrogate", "surrogate_test_rows"]
