@@ -10,8 +10,15 @@ import pytest
 import torch
 
 import amnesiac
-from amnesiac.bench import current_rows, load_grid, read_rows, run_grid, summarize
-from amnesiac.bench.report import _frontier_table
+from amnesiac.bench import (
+    current_rows,
+    load_grid,
+    read_rows,
+    run_grid,
+    summarize,
+    write_report,
+)
+from amnesiac.bench.tables import frontier_table
 from amnesiac.cli import main
 from amnesiac.models import create_model
 from amnesiac.models.checkpoint import model_meta, save_checkpoint
@@ -117,10 +124,89 @@ def test_frontier_table_pivots_drop_by_k() -> None:
         row("a", 32, 0, 2.0, True),
         row("b", 32, 0, 0.5, True),
     ]
-    lines = _frontier_table(summarize(rows))
+    lines = frontier_table(summarize(rows))
     assert lines[0] == "| method | k=8 | k=32 |"
     assert lines[2] == "| a | 2.00 ± 1.41 (1/2) | 2.00 (1/1) |"
     assert lines[3] == "| b |  | 0.50 (1/1) |"
+
+
+def _unlearn_row(label: str, k: int, seed: int, seconds: float) -> dict:
+    return {
+        "id": f"{label}-{k}-{seed}", "kind": "unlearn", "status": "ok", "label": label, "k": k,
+        "method": "neg_grad", "seed": seed, "forgotten": True, "after_forget_acc": 0.0,
+        "before_retain_acc": 90.0, "after_retain_acc": 90.0, "before_test_acc": 90.0,
+        "after_test_acc": 89.0, "steps": 1, "seconds": {"wall": seconds},
+    }  # fmt: skip
+
+
+def _speed_line(grid_file: Path, rows: list[dict]) -> str | None:
+    grid = load_grid(grid_file)
+    text = write_report(grid, rows, command="amnesiac bench g.yaml").read_text()
+    after = text.split("## Speed\n\n", 1)
+    return after[1].split("\n", 1)[0] if len(after) == 2 else None
+
+
+def test_speed_comparison_comes_from_the_grid_compare_key(tmp_path: Path) -> None:
+    from amnesiac.bench import Compare
+
+    grid_file = tmp_path / "g.yaml"
+    head = "dataset: digits\nks: [32]\nseeds: [0]\nspeed: false\n"
+    methods = "methods: [retrain, l2ul, {method: l2ul, label: l2ul (paper), preset: paper}]\n"
+    grid_file.write_text(head + methods)
+    # without the key: retrain against l2ul (and its paper preset) at k=32, seed 0
+    assert load_grid(grid_file).compare == Compare()
+    rows = [_unlearn_row("retrain", 32, 0, 600.0), _unlearn_row("l2ul", 32, 0, 50.0)]
+    paper = _unlearn_row("l2ul (paper)", 32, 0, 80.0)
+    assert _speed_line(grid_file, [*rows, paper]) == (
+        "k=32, seed 0: `l2ul` 50.0 s, `l2ul` paper preset 80.0 s, `retrain` 600.0 s. "
+        "`retrain` / `l2ul` = **12.0x**; paper preset / `l2ul` = **1.60x**."
+    )
+    assert _speed_line(grid_file, rows) == (
+        "k=32, seed 0: `l2ul` 50.0 s, `retrain` 600.0 s. `retrain` / `l2ul` = **12.0x**."
+    )
+    assert _speed_line(grid_file, rows[:1]) is None  # a row missing: no comparison
+    # another pair, size and seed, with a variant of the method
+    grid_file.write_text(
+        head.replace("[32]", "[8]").replace("[0]", "[1]")
+        + "methods: [finetune, neg_grad, {method: neg_grad, label: ng2, settings: {lr: 0.1}}]\n"
+        + "compare: {baseline: finetune, method: neg_grad, k: 8, seed: 1, "
+        "variants: {ng2: at lr 0.1}}\n"
+    )
+    rows = [_unlearn_row(label, 8, 1, t) for label, t in (("finetune", 9.0), ("neg_grad", 3.0),
+                                                          ("ng2", 6.0))]  # fmt: skip
+    assert _speed_line(grid_file, rows) == (
+        "k=8, seed 1: `neg_grad` 3.0 s, `neg_grad` at lr 0.1 6.0 s, `finetune` 9.0 s. "
+        "`finetune` / `neg_grad` = **3.0x**; at lr 0.1 / `neg_grad` = **2.00x**."
+    )
+    grid_file.write_text(head + methods + "compare: false\n")
+    assert load_grid(grid_file).compare is None
+    assert _speed_line(grid_file, [*rows, paper]) is None
+
+
+@pytest.mark.parametrize(
+    ("compare", "message"),
+    [
+        ("[retrain]", "compare must be false or a mapping with keys among 'baseline'"),
+        ("{baseline: retrain, other: 1}", "compare must be false or a mapping"),
+        ("{k: 0}", r"compare\.k must be an integer >= 1, got 0"),
+        ("{seed: -1}", r"compare\.seed must be an integer >= 0"),
+        ("{method: [l2ul]}", r"compare\.method must be a label"),
+        ("{variants: [a]}", r"compare\.variants must be a mapping of labels"),
+        ("{baseline: finetune}", "no entry of methods labelled 'finetune' runs k=32, seed 0"),
+        ("{k: 8}", "no entry of methods labelled 'retrain' runs k=8"),
+        ("{variants: {l2ul (paper): paper preset, typo: x}}", "labelled 'typo'"),
+    ],
+)
+def test_compare_key_is_validated(tmp_path: Path, compare: str, message: str) -> None:
+    grid_file = tmp_path / "g.yaml"
+    grid_file.write_text(
+        "dataset: digits\nks: [32]\nseeds: [0]\n"
+        "methods: [retrain, l2ul, {method: l2ul, label: l2ul (paper), preset: paper},"
+        " {method: finetune, section: ablation}]\n"
+        f"compare: {compare}\n"
+    )
+    with pytest.raises(ValueError, match=message):
+        load_grid(grid_file)
 
 
 def test_failed_cell_is_recorded_and_grid_goes_on(tmp_path: Path) -> None:
@@ -235,6 +321,20 @@ def test_a_setting_added_later_counts_at_its_old_behaviour() -> None:
         recorded = cell_config(cell).to_dict()
         del recorded["forget_scale_k"]
         assert ran_with({"settings": recorded}, cell_settings(cell), "unlearn") is current
+
+
+def test_a_setting_removed_where_it_did_nothing_does_not_make_a_row_stale() -> None:
+    # retrain took the step-loop settings (max_steps, stop, ...) and ignored them until they
+    # were split off; its rows recorded them, and still describe today's retrain
+    from amnesiac.bench.grid import Cell
+    from amnesiac.bench.runner import cell_config, cell_settings, ran_with
+
+    cell = Cell("retrain", "retrain", None, {}, 32, 0, "fashion-mnist", "shipped")
+    recorded = {**cell_config(cell).to_dict(), "max_steps": 0, "stop": "budget", "heal_steps": 0}
+    assert ran_with({"settings": recorded}, cell_settings(cell), "unlearn")
+    # a recorded setting the method never had is still a mismatch
+    assert not ran_with({"settings": {**recorded, "nonsense": 1}}, cell_settings(cell), "unlearn")
+    assert not ran_with({"settings": {**recorded, "lr": 0.5}}, cell_settings(cell), "unlearn")
 
 
 def test_speed_probe_at_bf16_reports_the_speedup(tiny_model, digits) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,23 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class Compare:
+    """The speed comparison of the report (the grid's optional ``compare`` key).
+
+    The wall time of the ``method`` row against the ``baseline`` row at forget-set size ``k`` and
+    seed ``seed`` (labels of main-section entries); each of ``variants`` (a label, and how the
+    sentence names it as a variant of ``method``) is compared with ``method`` too. The report
+    leaves out the comparison while the rows it needs are missing (a variant: just that one).
+    """
+
+    baseline: str = "retrain"
+    method: str = "l2ul"
+    k: int = 32
+    seed: int = 0
+    variants: dict[str, str] = field(default_factory=lambda: {"l2ul (paper)": "paper preset"})
+
+
+@dataclass(frozen=True)
 class Grid:
     """A parsed grid file.
 
@@ -76,6 +93,7 @@ class Grid:
         test_rows: ``(start, stop)``: D_test is these rows of the test split for every cell
             (``None``: all of it), so that rows anchored on other test images (an entry's
             ``surrogate``) are measured on the same images as the rest.
+        compare: The report's speed comparison (``None``: none), see :class:`Compare`.
     """
 
     name: str
@@ -90,11 +108,57 @@ class Grid:
     shadows: int = 0
     settings: dict[str, Any] = field(default_factory=dict)
     test_rows: tuple[int, int] | None = None
+    compare: Compare | None = field(default_factory=Compare)
 
 
 def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
     """Read and expand a grid YAML file; every problem is reported at once."""
     path = Path(path)
+    spec = _read_spec(path)
+    problems: list[str] = []
+    where = (str(spec["dataset"]), str(spec.get("model", "shipped")))
+    common = spec.get("settings") or {}
+    if not isinstance(common, dict):
+        problems.append(f"settings must be a mapping of setting names to values, got {common!r}")
+        common = {}
+    audit_ks, audit_seeds, shadows = _audit_spec(spec, problems)
+    cells: list[Cell] = []
+    if spec.get("speed", True):
+        # measured at the grid's precision (part of the id, so a change remeasures it)
+        speed_settings = {"precision": common["precision"]} if "precision" in common else {}
+        cells.append(Cell("speed", "speed", None, speed_settings, 0, 0, *where, kind="speed"))
+    for i, entry in enumerate(spec["methods"]):
+        cells += _method_cells(i, entry, spec, common, where, (audit_ks, audit_seeds), problems)
+    for i, entry in enumerate(spec.get("continual", []) or []):
+        cells += _continual_cells(i, entry, common, where, problems)
+    test_rows = _test_rows(spec, problems)
+    problems += _surrogate_problems(cells, where[0], test_rows)
+    workers = spec.get("workers", 1)
+    if not isinstance(workers, int) or workers < 1:
+        problems.append(f"workers must be an integer >= 1, got {workers!r}")
+    compare = _compare(spec, cells, problems)
+    if problems:
+        raise InvalidSettingsError(f"grid file {path}: " + "; ".join(problems))
+    size = 0 if full_retain else int(spec.get("retain_eval_size", 10000))
+    return Grid(
+        name=str(spec.get("name", path.stem)),
+        dataset=where[0],
+        model=where[1],
+        retain_eval_size=size,
+        cells=cells,
+        results=str(spec.get("results", "results.jsonl")),
+        report=str(spec.get("report", "RESULTS.md")),
+        path=path,
+        workers=workers,
+        shadows=shadows,
+        settings=dict(common),
+        test_rows=(test_rows[0], test_rows[1]) if test_rows is not None else None,
+        compare=compare,
+    )
+
+
+def _read_spec(path: Path) -> dict[str, Any]:
+    """The grid file's mapping, with the keys every grid needs."""
     if not path.is_file():
         raise InvalidSettingsError(f"grid file {path} does not exist")
     try:
@@ -108,12 +172,11 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
     ]
     if problems:
         raise InvalidSettingsError(f"grid file {path}: " + "; ".join(problems))
-    dataset, model = str(spec["dataset"]), str(spec.get("model", "shipped"))
-    cells: list[Cell] = []
-    common = spec.get("settings") or {}
-    if not isinstance(common, dict):
-        problems.append(f"settings must be a mapping of setting names to values, got {common!r}")
-        common = {}
+    return spec
+
+
+def _audit_spec(spec: dict[str, Any], problems: list[str]) -> tuple[set[int], set[int], int]:
+    """The audited ks and seeds, and the number of LiRA shadow models (0: none)."""
     audit = spec.get("audit") or {}
     if not isinstance(audit, dict) or set(audit) - {"ks", "seeds", "shadows"}:
         problems.append("audit must be a mapping with keys among 'ks', 'seeds' and 'shadows'")
@@ -123,74 +186,85 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
     shadows = audit.get("shadows", 8) if audit_ks and audit_seeds else 0
     if not isinstance(shadows, int) or shadows == 1 or shadows < 0:
         problems.append(f"audit.shadows must be 0 (no LiRA) or at least 2, got {shadows!r}")
-    if spec.get("speed", True):
-        # measured at the grid's precision (part of the id, so a change remeasures it)
-        speed_settings = {"precision": common["precision"]} if "precision" in common else {}
-        cells.append(
-            Cell("speed", "speed", None, speed_settings, 0, 0, dataset, model, kind="speed")
+    return audit_ks, audit_seeds, shadows
+
+
+def _method_cells(
+    i: int,
+    entry: Any,
+    spec: dict[str, Any],
+    common: dict[str, Any],
+    where: tuple[str, str],
+    audited: tuple[set[int], set[int]],
+    problems: list[str],
+) -> list[Cell]:
+    """The cells of ``methods[i]``: one per k and seed (``where``: dataset and model)."""
+    if isinstance(entry, str):
+        entry = {"method": entry}
+    if not isinstance(entry, dict) or "method" not in entry:
+        problems.append(f"methods[{i}] needs a 'method' key")
+        return []
+    unknown = set(entry) - {
+        "method", "label", "preset", "settings", "ks", "seeds", "section", "surrogate"
+    }  # fmt: skip
+    if unknown:
+        problems.append(f"methods[{i}] has unknown keys {sorted(unknown)}")
+    label = str(entry.get("label", entry["method"]))
+    section = str(entry.get("section", "main"))
+    ks: list[Any] = list(entry.get("ks", spec["ks"]) or [])
+    seeds: list[Any] = list(entry.get("seeds", spec["seeds"]) or [])
+    return [
+        Cell(
+            label,
+            str(entry["method"]),
+            entry.get("preset"),
+            {**common, **(entry.get("settings", {}) or {})},
+            int(k),
+            int(seed),
+            *where,
+            section=section,
+            audit=section == "main" and int(k) in audited[0] and int(seed) in audited[1],
+            surrogate=entry.get("surrogate"),
         )
-    for i, entry in enumerate(spec["methods"]):
-        if isinstance(entry, str):
-            entry = {"method": entry}
-        if not isinstance(entry, dict) or "method" not in entry:
-            problems.append(f"methods[{i}] needs a 'method' key")
-            continue
-        unknown = set(entry) - {
-            "method", "label", "preset", "settings", "ks", "seeds", "section", "surrogate"
-        }  # fmt: skip
-        if unknown:
-            problems.append(f"methods[{i}] has unknown keys {sorted(unknown)}")
-        label = str(entry.get("label", entry["method"]))
-        ks: list[Any] = list(entry.get("ks", spec["ks"]) or [])
-        seeds: list[Any] = list(entry.get("seeds", spec["seeds"]) or [])
-        for k in ks:
-            for seed in seeds:
-                cells.append(
-                    Cell(
-                        label,
-                        str(entry["method"]),
-                        entry.get("preset"),
-                        {**common, **(entry.get("settings", {}) or {})},
-                        int(k),
-                        int(seed),
-                        dataset,
-                        model,
-                        section=str(entry.get("section", "main")),
-                        audit=(
-                            entry.get("section", "main") == "main"
-                            and int(k) in audit_ks
-                            and int(seed) in audit_seeds
-                        ),
-                        surrogate=entry.get("surrogate"),
-                    )
-                )
-    for i, entry in enumerate(spec.get("continual", []) or []):
-        if not isinstance(entry, dict) or not {"method", "rounds", "per_round"} <= set(entry):
-            problems.append(f"continual[{i}] needs 'method', 'rounds' and 'per_round' keys")
-            continue
-        unknown = set(entry) - {"method", "label", "preset", "settings", "rounds", "per_round",
-                                "seeds", "from_original"}  # fmt: skip
-        if unknown:
-            problems.append(f"continual[{i}] has unknown keys {sorted(unknown)}")
-        for seed in list(entry.get("seeds", [0]) or []):
-            cells.append(
-                Cell(
-                    str(entry.get("label", entry["method"])),
-                    str(entry["method"]),
-                    entry.get("preset"),
-                    {**common, **(entry.get("settings", {}) or {})},
-                    int(entry["per_round"]),
-                    int(seed),
-                    dataset,
-                    model,
-                    kind="continual",
-                    section="continual",
-                    rounds=int(entry["rounds"]),
-                    from_original=bool(entry.get("from_original", True)),
-                )
-            )
+        for k in ks
+        for seed in seeds
+    ]
+
+
+def _continual_cells(
+    i: int, entry: Any, common: dict[str, Any], where: tuple[str, str], problems: list[str]
+) -> list[Cell]:
+    """The cells of ``continual[i]``: one per seed (``where``: dataset and model)."""
+    if not isinstance(entry, dict) or not {"method", "rounds", "per_round"} <= set(entry):
+        problems.append(f"continual[{i}] needs 'method', 'rounds' and 'per_round' keys")
+        return []
+    unknown = set(entry) - {"method", "label", "preset", "settings", "rounds", "per_round",
+                            "seeds", "from_original"}  # fmt: skip
+    if unknown:
+        problems.append(f"continual[{i}] has unknown keys {sorted(unknown)}")
+    return [
+        Cell(
+            str(entry.get("label", entry["method"])),
+            str(entry["method"]),
+            entry.get("preset"),
+            {**common, **(entry.get("settings", {}) or {})},
+            int(entry["per_round"]),
+            int(seed),
+            *where,
+            kind="continual",
+            section="continual",
+            rounds=int(entry["rounds"]),
+            from_original=bool(entry.get("from_original", True)),
+        )
+        for seed in list(entry.get("seeds", [0]) or [])
+    ]
+
+
+def _test_rows(spec: dict[str, Any], problems: list[str]) -> list[int] | None:
     test_rows = spec.get("test_rows")
-    if test_rows is not None and not (
+    if test_rows is None:
+        return None
+    if not (
         isinstance(test_rows, list)
         and len(test_rows) == 2
         and all(isinstance(v, int) for v in test_rows)
@@ -199,28 +273,59 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
         problems.append(
             f"test_rows must be [START, STOP] with 0 <= START < STOP, got {test_rows!r}"
         )
-        test_rows = None
-    problems += _surrogate_problems(cells, dataset, test_rows)
-    workers = spec.get("workers", 1)
-    if not isinstance(workers, int) or workers < 1:
-        problems.append(f"workers must be an integer >= 1, got {workers!r}")
-    if problems:
-        raise InvalidSettingsError(f"grid file {path}: " + "; ".join(problems))
-    size = 0 if full_retain else int(spec.get("retain_eval_size", 10000))
-    return Grid(
-        name=str(spec.get("name", path.stem)),
-        dataset=dataset,
-        model=model,
-        retain_eval_size=size,
-        cells=cells,
-        results=str(spec.get("results", "results.jsonl")),
-        report=str(spec.get("report", "RESULTS.md")),
-        path=path,
-        workers=workers,
-        shadows=shadows,
-        settings=dict(common),
-        test_rows=tuple(test_rows) if test_rows is not None else None,
-    )
+        return None
+    return test_rows
+
+
+def _compare(spec: dict[str, Any], cells: list[Cell], problems: list[str]) -> Compare | None:
+    """The grid's ``compare`` key (absent or empty: :class:`Compare`'s defaults; ``false``: no
+    comparison). Given, every label it names (defaults included) must have a main-section cell
+    at its k and seed."""
+    raw = spec.get("compare")
+    if raw is None:
+        return Compare()
+    if raw is False:
+        return None
+    keys = [f.name for f in fields(Compare)]
+    if not isinstance(raw, dict) or set(raw) - set(keys):
+        problems.append(
+            "compare must be false or a mapping with keys among "
+            + ", ".join(repr(k) for k in keys[:-1])
+            + f" and {keys[-1]!r}, got {raw!r}"
+        )
+        return None
+    c = Compare(**raw)
+    checks = {
+        "baseline": ("a label", isinstance(c.baseline, str)),
+        "method": ("a label", isinstance(c.method, str)),
+        "k": ("an integer >= 1", _is_int(c.k) and c.k >= 1),
+        "seed": ("an integer >= 0", _is_int(c.seed) and c.seed >= 0),
+        "variants": (
+            "a mapping of labels to the names the report gives them",
+            isinstance(c.variants, dict)
+            and all(isinstance(v, str) for v in (*c.variants, *c.variants.values())),
+        ),
+    }
+    bad = [
+        f"compare.{key} must be {what}, got {getattr(c, key)!r}"
+        for key, (what, ok) in checks.items()
+        if not ok
+    ]
+    if bad:
+        problems += bad
+        return None
+    main = {(x.label, x.k, x.seed) for x in cells if x.kind == "unlearn" and x.section == "main"}
+    problems += [
+        f"compare: no entry of methods labelled {label!r} runs k={c.k}, seed {c.seed} in the "
+        "main section"
+        for label in (c.baseline, c.method, *c.variants)
+        if (label, c.k, c.seed) not in main
+    ]
+    return c
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _surrogate_problems(cells: list[Cell], dataset: str, test_rows: list[int] | None) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import multiprocessing
@@ -20,11 +19,35 @@ import torch
 from tqdm.auto import tqdm
 
 import amnesiac
-from amnesiac.audit import lira_report, penultimate_features, shadow_phi
 from amnesiac.bench.grid import Cell, Grid
+from amnesiac.bench.resume import (
+    ADDED_SETTINGS,
+    REMOVED_SETTINGS,
+    cell_config,
+    cell_settings,
+    current_rows,
+    matching_rows,
+    ran_with,
+    read_rows,
+)
 from amnesiac.bench.speed import measure_speed
 from amnesiac.continual import run_continual
-from amnesiac.metrics import linear_cka, predict_logits, relearn_steps
+
+# the resume rule lives in amnesiac.bench.resume; its names stay importable from here
+__all__ = [
+    "ADDED_SETTINGS",
+    "REMOVED_SETTINGS",
+    "STAMP_FORMAT",
+    "cell_config",
+    "cell_settings",
+    "cpu_name",
+    "current_rows",
+    "ran_with",
+    "read_rows",
+    "run_cell",
+    "run_grid",
+    "utc_now",
+]
 
 
 def cpu_name() -> str:
@@ -52,19 +75,6 @@ def sha256_json(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a results file; a torn last line (an interrupted write) is ignored."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
 def append_row(path: Path, row: dict[str, Any]) -> None:
     """Append one JSON line and fsync it, so an interruption loses at most the current cell."""
     with path.open("a") as f:
@@ -85,7 +95,7 @@ class _Context:
             checkpoint = amnesiac.load_checkpoint(grid.path.parent / grid.model)
         self.model, self.meta = checkpoint.model, checkpoint.meta
         self._before: dict[tuple[int, int], dict[str, float]] = {}
-        self._audit_base: dict[str, Any] = {}
+        self._shadows: amnesiac.Shadows | None = None
         self._surrogates: dict[str, torch.Tensor] = {}
         start, stop = grid.test_rows or (0, len(self.data.test_y))
         if stop > len(self.data.test_y):
@@ -121,46 +131,33 @@ class _Context:
         )
 
     def audit(
-        self, model: torch.nn.Module, forget: torch.Tensor, f: Any, original_forget_acc: float
+        self, model: torch.nn.Module, forget: torch.Tensor, f: Any, r_ev: Any
     ) -> dict[str, Any]:
-        """LiRA (D_f against D_test), relearn time (back to ``original_forget_acc``) and CKA of
-        ``model`` against the original; what depends only on the original and the shadows is
-        computed once per process."""
-        xt, yt = self.test
-        base = self._audit_base
-        if not base:
-            base["test_logits"] = predict_logits(self.model, xt)
-            base["features"] = penultimate_features(self.model, xt)
-            if self.grid.shadows:
-                shadows = self.shadows()
-                base["shadows"] = shadows
-                base["shadow_test"] = shadow_phi(shadows, xt, yt)
-        xf, yf = f
-        out: dict[str, Any] = {}
+        """The row keys of :func:`amnesiac.audit` of ``model`` against the original: LiRA of D_f
+        against D_test (``before_``/``after_lira_*``, with the grid's shadow models, loaded once
+        per process), relearn steps back to the original's D_f accuracy, and CKA."""
+        if self.grid.shadows and self._shadows is None:
+            self._shadows = self.shadows()
         t0 = time.perf_counter()
-        if self.grid.shadows:
-            shadows = base["shadows"]
-            lira = lira_report(
-                {
-                    "before": (predict_logits(self.model, xf), base["test_logits"]),
-                    "after": (predict_logits(model, xf), predict_logits(model, xt)),
-                },
-                forget_y=yf,
-                test_y=yt,
-                shadow_forget=shadow_phi(shadows, xf, yf),
-                shadow_test=base["shadow_test"],
-                shadow_in=shadows.members[:, forget],
-            )
-            out["lira_shadow_models"] = lira["shadow_models"]
-            for when in ("before", "after"):
-                for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "mean_score"):
-                    out[f"{when}_lira_{key}"] = lira[when][key]
-        out["relearn_steps"] = relearn_steps(
-            model, xf, yf, target_acc=original_forget_acc, max_steps=200
+        report = amnesiac.audit(
+            model,
+            self.model,
+            forget=f,
+            retain=r_ev,
+            test=self.test,
+            shadows=self._shadows,
+            forget_indices=forget,
+            relearn_max_steps=200,
         )
-        features = penultimate_features(model, xt)
-        if features is not None and base["features"] is not None:
-            out["cka"] = linear_cka(base["features"], features)
+        out: dict[str, Any] = {}
+        if "lira" in report:
+            out["lira_shadow_models"] = report["lira"]["shadow_models"]
+            for when, name in (("before", "original"), ("after", "unlearned")):
+                for key in ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "mean_score"):
+                    out[f"{when}_lira_{key}"] = report["lira"][name][key]
+        out["relearn_steps"] = report["relearn_steps"]["unlearned"]
+        if "unlearned" in report.get("cka", {}):
+            out["cka"] = report["cka"]["unlearned"]
         out["audit_seconds"] = time.perf_counter() - t0
         return out
 
@@ -189,47 +186,6 @@ class _Context:
         return self._before[(k, seed)]
 
 
-def cell_config(cell: Cell) -> amnesiac.UnlearnConfig:
-    """The resolved settings of an unlearning or continual cell."""
-    return amnesiac.make_config(cell.method, cell.preset, **{"seed": cell.seed, **cell.settings})
-
-
-def cell_settings(cell: Cell) -> dict[str, Any] | None:
-    """The cell's resolved settings (``None`` for the speed cell, or a cell whose settings do
-    not resolve: it runs and is recorded as failed)."""
-    if cell.kind == "speed":
-        return None
-    try:
-        config = cell_config(cell)
-    except Exception:
-        return None
-    # what a setting the row does not record must be: the value from before it existed
-    defaults = {f.name: f.default for f in dataclasses.fields(config)}
-    defaults.update(config.added_settings)
-    return {"values": json.loads(json.dumps(config.to_dict())), "defaults": defaults}
-
-
-def ran_with(row: dict[str, Any], settings: dict[str, Any] | None, kind: str) -> bool:
-    """Whether ``row`` ran with ``settings`` (from :func:`cell_settings`).
-
-    Every setting the row recorded must equal today's; a setting the row does not know (added to
-    a method after it ran) must be at the value that reproduces the behaviour from before it
-    existed (``added_settings`` of the settings class, else its default). So changing a method's
-    defaults or presets reruns exactly the cells it affects.
-    """
-    if kind == "speed":
-        return True
-    recorded = row.get("settings")
-    if settings is None or not isinstance(recorded, dict):
-        return False
-    values, defaults = settings["values"], settings["defaults"]
-    if not set(recorded) <= set(values):
-        return False
-    return all(
-        recorded[k] == v if k in recorded else v == defaults.get(k) for k, v in values.items()
-    )
-
-
 def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
     """Run one cell and return its row (never raises for a failed method)."""
     row: dict[str, Any] = {
@@ -249,82 +205,9 @@ def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
         "time": utc_now(),
         **environment(),
     }
+    run = {"speed": _run_speed, "continual": _run_continual}.get(cell.kind, _run_unlearn)
     try:
-        if cell.kind == "speed":
-            row.update(
-                status="ok",
-                **measure_speed(
-                    ctx.model,
-                    ctx.data.train_x,
-                    precision=str(cell.settings.get("precision", "fp32")),
-                ),
-            )
-            return row
-        if cell.kind == "continual":
-            config = cell_config(cell)
-            t0 = time.perf_counter()
-            rounds = run_continual(
-                ctx.model,
-                ctx.data,
-                rounds=cell.rounds,
-                per_round=cell.k,
-                method=cell.method,
-                config=config,
-                seed=cell.seed,
-                retain_eval_size=ctx.grid.retain_eval_size,
-                from_original=cell.from_original,
-                test=ctx.test,
-            )
-            test = ctx.test
-            row.update(
-                status="ok",
-                settings=config.to_dict(),
-                settings_hash=sha256_json(config.to_dict()),
-                from_original=cell.from_original,
-                rounds=rounds,
-                before_test_acc=amnesiac.evaluate(ctx.model, test=test)["test_acc"],
-                seconds={"wall": time.perf_counter() - t0},
-            )
-            return row
-        forget, f, retain, r_ev, n_ev = ctx.sets(cell.k, cell.seed)
-        before = ctx.before(cell.k, cell.seed, f, r_ev)
-        info = amnesiac.get_method(cell.method)
-        config = cell_config(cell)
-        row.update(
-            settings=config.to_dict(),
-            settings_hash=sha256_json(config.to_dict()),
-            forget_sha256=amnesiac.forget_sha256(forget),
-            retain_eval_size=n_ev,
-        )
-        t0 = time.perf_counter()
-        result = amnesiac.unlearn(
-            ctx.model,
-            forget=f,
-            method=cell.method,
-            retain=retain if info.needs_retain else None,
-            surrogate=ctx.surrogate(cell.surrogate) if cell.surrogate else None,
-            **config.to_dict(),
-        )
-        wall = time.perf_counter() - t0
-        after = amnesiac.evaluate(
-            result.model,
-            forget=f,
-            retain=r_ev,
-            test=ctx.test,
-            membership=True,
-        )
-        row.update(
-            status="ok",
-            steps=result.steps,
-            stopped_by=result.stopped_by,
-            forgotten=result.forgotten,
-            update_fraction=result.update_fraction,
-            seconds={**result.seconds, "wall": wall},
-            **{f"before_{k}": v for k, v in before.items()},
-            **{f"after_{k}": v for k, v in after.items()},
-        )
-        if cell.audit:
-            row.update(audited=True, **ctx.audit(result.model, forget, f, before["forget_acc"]))
+        run(ctx, cell, row)
     except Exception as e:  # a failed cell is a row, and the grid goes on
         row.update(
             status="failed",
@@ -332,6 +215,77 @@ def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
             traceback=traceback.format_exc(limit=3),
         )
     return row
+
+
+def _run_speed(ctx: _Context, cell: Cell, row: dict[str, Any]) -> None:
+    """Fill ``row`` with the speed probes (:func:`measure_speed`) at the grid's precision."""
+    precision = str(cell.settings.get("precision", "fp32"))
+    row.update(status="ok", **measure_speed(ctx.model, ctx.data.train_x, precision=precision))
+
+
+def _run_continual(ctx: _Context, cell: Cell, row: dict[str, Any]) -> None:
+    """Fill ``row`` with the rounds of a continual cell (:func:`run_continual`)."""
+    config = cell_config(cell)
+    t0 = time.perf_counter()
+    rounds = run_continual(
+        ctx.model,
+        ctx.data,
+        rounds=cell.rounds,
+        per_round=cell.k,
+        method=cell.method,
+        config=config,
+        seed=cell.seed,
+        retain_eval_size=ctx.grid.retain_eval_size,
+        from_original=cell.from_original,
+        test=ctx.test,
+    )
+    row.update(
+        status="ok",
+        settings=config.to_dict(),
+        settings_hash=sha256_json(config.to_dict()),
+        from_original=cell.from_original,
+        rounds=rounds,
+        before_test_acc=amnesiac.evaluate(ctx.model, test=ctx.test)["test_acc"],
+        seconds={"wall": time.perf_counter() - t0},
+    )
+
+
+def _run_unlearn(ctx: _Context, cell: Cell, row: dict[str, Any]) -> None:
+    """Fill ``row`` with one unlearning run, measured before and after (and audited if the cell
+    is); the settings are recorded first, so that a failed run's row has them too."""
+    forget, f, retain, r_ev, n_ev = ctx.sets(cell.k, cell.seed)
+    before = ctx.before(cell.k, cell.seed, f, r_ev)
+    info = amnesiac.get_method(cell.method)
+    config = cell_config(cell)
+    row.update(
+        settings=config.to_dict(),
+        settings_hash=sha256_json(config.to_dict()),
+        forget_sha256=amnesiac.forget_sha256(forget),
+        retain_eval_size=n_ev,
+    )
+    t0 = time.perf_counter()
+    result = amnesiac.unlearn(
+        ctx.model,
+        forget=f,
+        method=cell.method,
+        retain=retain if info.needs_retain else None,
+        surrogate=ctx.surrogate(cell.surrogate) if cell.surrogate else None,
+        **config.to_dict(),
+    )
+    wall = time.perf_counter() - t0
+    after = amnesiac.evaluate(result.model, forget=f, retain=r_ev, test=ctx.test, membership=True)
+    row.update(
+        status="ok",
+        steps=result.steps,
+        stopped_by=result.stopped_by,
+        forgotten=result.forgotten,
+        update_fraction=result.update_fraction,
+        seconds={**result.seconds, "wall": wall},
+        **{f"before_{k}": v for k, v in before.items()},
+        **{f"after_{k}": v for k, v in after.items()},
+    )
+    if cell.audit:
+        row.update(audited=True, **ctx.audit(result.model, forget, f, r_ev))
 
 
 def run_grid(
@@ -356,7 +310,7 @@ def run_grid(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     # a row counts as done only if it ran with the settings the cell resolves to today
-    done = {r["id"] for r in _rows_of(grid, results) if r.get("status") == "ok"}
+    done = {r["id"] for r in matching_rows(grid, results) if r.get("status") == "ok"}
     todo = [c for c in grid.cells if c.id not in done]
     if grid.shadows and any(c.audit for c in todo):
         # trained once here and loaded by the cells; without a recipe each audited cell
@@ -435,23 +389,3 @@ def _init_worker(grid: Grid, threads: int) -> None:
 def _run_in_worker(cell: Cell) -> dict[str, Any]:
     assert _WORKER_CONTEXT is not None, "_init_worker did not run"
     return run_cell(_WORKER_CONTEXT, cell)
-
-
-def current_rows(grid: Grid, results: Path) -> list[dict[str, Any]]:
-    """The latest row of each cell of ``grid`` in ``results`` that ran with the settings the
-    cell resolves to today (rows of older defaults are left out)."""
-    return list({r["id"]: r for r in _rows_of(grid, results)}.values())
-
-
-def _rows_of(grid: Grid, results: Path) -> Iterator[dict[str, Any]]:
-    """The rows of ``results``, in file order, of cells of ``grid`` that ran with the settings
-    the cell resolves to today."""
-    current = {c.id: (c.kind, c.audit, cell_settings(c)) for c in grid.cells}
-    for r in read_rows(results):
-        if r.get("id") in current:
-            kind, audit, settings = current[r["id"]]
-            # an audited cell also needs the audit (a failed row has none and stays a row)
-            if ran_with(r, settings, kind) and (
-                not audit or r.get("audited") or r.get("status") != "ok"
-            ):
-                yield r

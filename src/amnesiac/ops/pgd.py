@@ -224,24 +224,8 @@ def paper_targets(
     :func:`random_targets` unless the official behaviour is wanted.
 
     Only the rule is reproduced, not the official random stream (which was drawn on CUDA).
-
-    Args:
-        y: True labels.
-        num_classes: Number of classes C; ≥ 2.
-        n: Number of targets per sample (the official ``num_adv_images``); ≥ 0.
-        generator: Source of the draw. The draw is made on its device (CPU when None, with
-            PyTorch's global generator) and moved to the device of ``y``.
-
-    Returns:
-        Targets as ``int64``, on the device of ``y``; row r holds round r's target of every sample.
-
-    Raises:
-        InvalidSettingsError: If ``num_classes`` < 2, ``n`` < 0, or ``y`` is not a 1-D integer
-            tensor with values in [0, num_classes).
-
-    Shape:
-        - y: (N,).
-        - output: (n, N).
+    Arguments, result, errors and shapes as :func:`random_targets`, except that a target may
+    equal the label.
     """
     _check_targets(y, num_classes, n)
     device = generator.device if generator is not None else torch.device("cpu")

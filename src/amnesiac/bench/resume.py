@@ -1,0 +1,116 @@
+"""Which rows of a results file are current: the resume rule of a grid run.
+
+A row describes its cell while it ran with the settings the cell resolves to today; settings a
+method gained or lost since are matched at the value that reproduces the old behaviour.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import amnesiac
+from amnesiac.bench.grid import Cell, Grid
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a results file; a torn last line (an interrupted write) is ignored."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+#: Settings added to a settings class after rows were recorded, each with the value that
+#: reproduces the behaviour from before it existed: a row that does not record the setting ran
+#: with that value. Keyed by settings class name (and inherited by its subclasses).
+ADDED_SETTINGS: dict[str, dict[str, Any]] = {
+    "StepConfig": {"clip_grad_norm": 0.0},
+    "L2ULConfig": {"forget_scale_k": 0, "forget_escalate_steps": 0, "nearest_target": False},
+}
+#: Settings a class stopped accepting because they did nothing there: a row that recorded one
+#: still ran as today.
+REMOVED_SETTINGS: dict[str, set[str]] = {
+    "RetrainConfig": {
+        "max_steps", "stop", "bn_mode", "heal_steps", "shrink_steps", "clip_grad_norm",
+    },
+}  # fmt: skip
+
+
+def cell_config(cell: Cell) -> amnesiac.UnlearnConfig:
+    """The resolved settings of an unlearning or continual cell."""
+    return amnesiac.make_config(cell.method, cell.preset, **{"seed": cell.seed, **cell.settings})
+
+
+def cell_settings(cell: Cell) -> dict[str, Any] | None:
+    """The cell's resolved settings (``None`` for the speed cell, or a cell whose settings do
+    not resolve: it runs and is recorded as failed)."""
+    if cell.kind == "speed":
+        return None
+    try:
+        config = cell_config(cell)
+    except Exception:
+        return None
+    # what a setting the row does not record must be: the value from before it existed
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    for klass in reversed(type(config).__mro__):
+        defaults.update(ADDED_SETTINGS.get(klass.__name__, {}))
+    removed: set[str] = set()
+    for klass in type(config).__mro__:
+        removed |= REMOVED_SETTINGS.get(klass.__name__, set())
+    return {
+        "values": json.loads(json.dumps(config.to_dict())),
+        "defaults": defaults,
+        "removed": sorted(removed),
+    }
+
+
+def ran_with(row: dict[str, Any], settings: dict[str, Any] | None, kind: str) -> bool:
+    """Whether ``row`` ran with ``settings`` (from :func:`cell_settings`).
+
+    Every setting the row recorded must equal today's; a setting the row does not know (added to
+    a method after it ran) must be at the value that reproduces the behaviour from before it
+    existed (:data:`ADDED_SETTINGS` of the settings class, else its default); a setting the class
+    no longer takes (:data:`REMOVED_SETTINGS`) is ignored. So changing a method's defaults or
+    presets reruns exactly the cells it affects.
+    """
+    if kind == "speed":
+        return True
+    recorded = row.get("settings")
+    if settings is None or not isinstance(recorded, dict):
+        return False
+    values, defaults = settings["values"], settings["defaults"]
+    recorded = {k: v for k, v in recorded.items() if k not in settings["removed"]}
+    if not set(recorded) <= set(values):
+        return False
+    return all(
+        recorded[k] == v if k in recorded else v == defaults.get(k) for k, v in values.items()
+    )
+
+
+def current_rows(grid: Grid, results: Path) -> list[dict[str, Any]]:
+    """The latest row of each cell of ``grid`` in ``results`` that ran with the settings the
+    cell resolves to today (rows of older defaults are left out)."""
+    return list({r["id"]: r for r in matching_rows(grid, results)}.values())
+
+
+def matching_rows(grid: Grid, results: Path) -> Iterator[dict[str, Any]]:
+    """The rows of ``results``, in file order, of cells of ``grid`` that ran with the settings
+    the cell resolves to today."""
+    current = {c.id: (c.kind, c.audit, cell_settings(c)) for c in grid.cells}
+    for r in read_rows(results):
+        if r.get("id") in current:
+            kind, audit, settings = current[r["id"]]
+            # an audited cell also needs the audit (a failed row has none and stays a row)
+            if ran_with(r, settings, kind) and (
+                not audit or r.get("audited") or r.get("status") != "ok"
+            ):
+                yield r
