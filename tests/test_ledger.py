@@ -218,17 +218,28 @@ def test_the_ledger_rules_as_a_library(
     assert ledger.verify().entries == 2 and ledger.verify().accuracy_checked == 2
 
 
+def _request_from_file(
+    model: torch.nn.Module, digits: Splits, folder: Path, indices: list[int], *extra: str
+) -> tuple[Path, Path]:
+    """One ledger request forgetting ``indices`` (a .txt in that order) from a saved copy of
+    ``model``; returns the output model and the ledger."""
+    m0, m1, ledger = folder / "m0.safetensors", folder / "m1.safetensors", folder / "ledger.jsonl"
+    _save_tiny(model, digits, m0)
+    spec = folder / "forget.txt"
+    spec.write_text("".join(f"{i}\n" for i in indices))
+    assert main([*_cmd(m0, m1, ledger, str(spec)), *extra]) == 0
+    return m1, ledger
+
+
 def test_one_forget_hash_in_report_checkpoint_and_ledger(
     tiny_model: torch.nn.Module, digits: Splits, tmp_path: Path
 ) -> None:
     from amnesiac.ledger import forget_sha256
 
-    m0, m1 = tmp_path / "m0.safetensors", tmp_path / "m1.safetensors"
-    _save_tiny(tiny_model, digits, m0)
-    ledger, report = tmp_path / "ledger.jsonl", tmp_path / "report.json"
-    spec = tmp_path / "forget.txt"
-    spec.write_text("42\n3\n17\n")
-    assert main([*_cmd(m0, m1, ledger, str(spec)), "--report", str(report)]) == 0
+    report = tmp_path / "report.json"
+    m1, ledger = _request_from_file(
+        tiny_model, digits, tmp_path, [42, 3, 17], "--report", str(report)
+    )
     h = forget_sha256([3, 17, 42])
     assert json.loads(report.read_text())["forget_sha256"] == h
     assert read_ledger(ledger)[0]["forget_sha256"] == h
@@ -242,11 +253,7 @@ def test_an_old_ledger_hashed_in_stored_order_still_verifies(
 
     from amnesiac.ledger import canonical
 
-    m0, m1 = tmp_path / "m0.safetensors", tmp_path / "m1.safetensors"
-    _save_tiny(tiny_model, digits, m0)
-    ledger, spec = tmp_path / "ledger.jsonl", tmp_path / "forget.txt"
-    spec.write_text("17\n3\n42\n")
-    assert main(_cmd(m0, m1, ledger, str(spec))) == 0
+    _, ledger = _request_from_file(tiny_model, digits, tmp_path, [17, 3, 42])
     entry = read_ledger(ledger)[0]
     # rewrite it as the old ledger did: indices in request order, hashed in that order
     old = {k: v for k, v in entry.items() if k not in ("prev_hash", "hash")}

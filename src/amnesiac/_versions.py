@@ -23,6 +23,10 @@ def software_versions() -> dict[str, str]:
     }
 
 
+#: How ledger entries and bench rows write a time (UTC).
+STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def utc_stamp() -> str:
-    """The time now in UTC, as entries record it."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    """The time now in UTC, as ledger entries and bench rows record it (``STAMP_FORMAT``)."""
+    return time.strftime(STAMP_FORMAT, time.gmtime())

@@ -325,12 +325,12 @@ class Ledger:
             and file_sha256(out) == last.get("output_sha256")
         ):
             return Request(rid, indices, in_path, out, done=True)
-        current = self.current_model()
+        current = current_model(entries)
         if not from_original and current is not None and in_sha != current[1]:
+            where = self.resolve(current[0])
             raise LedgerError(
-                f"{in_path} is not the ledger's current model; the current one is {current[0]} "
-                f"(sha256 {current[1][:12]}...): start this request from it with --model "
-                f"{current[0]}"
+                f"{in_path} is not the ledger's current model; the current one is {where} "
+                f"(sha256 {current[1][:12]}...): start this request from it with --model {where}"
             )
         fields: dict[str, Any] = {
             "request_id": rid,

@@ -19,6 +19,8 @@ import torch
 from tqdm.auto import tqdm
 
 import amnesiac
+from amnesiac._versions import STAMP_FORMAT
+from amnesiac._versions import utc_stamp as utc_now
 from amnesiac.bench.grid import Cell, Grid
 from amnesiac.bench.resume import (
     ADDED_SETTINGS,
@@ -360,14 +362,6 @@ def _rows(grid: Grid, todo: list[Cell], workers: int) -> Iterator[dict[str, Any]
         futures = [pool.submit(_run_in_worker, cell) for cell in rest]
         for future in as_completed(futures):
             yield future.result()
-
-
-STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def utc_now() -> str:
-    """The time now in UTC, as the rows record it (``STAMP_FORMAT``)."""
-    return time.strftime(STAMP_FORMAT, time.gmtime())
 
 
 def _is_iterative(method: str) -> bool:

@@ -8,9 +8,9 @@ from typing import Any
 
 import amnesiac
 from amnesiac._io import atomic_write_text, check_writable
-from amnesiac.cli.common import CLIError, check_fit, fmt, load_model, retain_eval, table
+from amnesiac.cli.common import CLIError, check_fit, fmt, load_model, table
 from amnesiac.cli.flags import data_flags, forget_epilog, no_progress_flag, retain_eval_size_flag
-from amnesiac.data import Splits, load_dataset, parse_forget
+from amnesiac.data import Splits, load_dataset, parse_forget, retain_eval_indices
 from amnesiac.models import Checkpoint, load_checkpoint
 from amnesiac.shadows import Shadows, default_cache_dir, train_shadows
 from amnesiac.training import TrainRecipe
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         retrained = load_checkpoint(args.retrained)
         check_fit(retrained, data, args.retrained)
     forget = parse_forget(args.forget, data.train_y)
-    retain = retain_eval(data, forget, args.retain_eval_size, args.seed)
+    retain = retain_eval_indices(len(data.train_y), forget, args.retain_eval_size, args.seed)
     shadows = _shadows(args, original, o_src, data)
     result = amnesiac.audit(
         unlearned.model,

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 import amnesiac
 from amnesiac.cli.flags import add_dataclass_flags, given
-from amnesiac.data import Splits, retain_eval_indices
+from amnesiac.data import Splits
 from amnesiac.errors import AmnesiacError, CheckpointError
 from amnesiac.models import Checkpoint, load_checkpoint, load_pretrained
 
@@ -63,11 +61,6 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 def fmt(v: float | None) -> str:
     """A percentage with two decimals, ``-`` for none."""
     return "-" if v is None else f"{v:.2f}"
-
-
-def retain_eval(data: Splits, forget: torch.Tensor, size: int, seed: int) -> torch.Tensor:
-    """The seeded D_r evaluation subset (see :func:`amnesiac.data.retain_eval_indices`)."""
-    return retain_eval_indices(len(data.train_y), forget, size, seed)
 
 
 def tqdm_write(text: str) -> None:

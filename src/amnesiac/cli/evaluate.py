@@ -8,9 +8,9 @@ from typing import Any
 
 import amnesiac
 from amnesiac._io import atomic_write_text, check_writable
-from amnesiac.cli.common import check_fit, fmt, load_model, retain_eval, table
+from amnesiac.cli.common import check_fit, fmt, load_model, table
 from amnesiac.cli.flags import data_flags, forget_epilog, retain_eval_size_flag
-from amnesiac.data import load_dataset, parse_forget
+from amnesiac.data import load_dataset, parse_forget, retain_eval_indices
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     sets: dict[str, Any] = {"test": (data.test_x, data.test_y)}
     if args.forget:
         forget = parse_forget(args.forget, data.train_y)
-        retain = retain_eval(data, forget, args.retain_eval_size, 0)
+        retain = retain_eval_indices(len(data.train_y), forget, args.retain_eval_size, 0)
         sets["forget"] = (data.train_x[forget], data.train_y[forget])
         sets["retain"] = (data.train_x[retain], data.train_y[retain])
     else:

@@ -19,7 +19,6 @@ from amnesiac.cli.common import (
     fmt,
     load_model,
     method_config,
-    retain_eval,
     table,
 )
 from amnesiac.cli.flags import (
@@ -34,6 +33,7 @@ from amnesiac.data import (
     load_dataset,
     load_surrogate,
     parse_forget,
+    retain_eval_indices,
     retain_indices,
     surrogate_test_rows,
 )
@@ -157,7 +157,7 @@ class _Sets:
 def _sets(args: argparse.Namespace, data: Splits, forget: torch.Tensor, info: MethodInfo) -> _Sets:
     """D_f, D_r, D_test and the surrogate images (whose test rows leave D_test)."""
     retain_all = retain_indices(len(data.train_y), forget)
-    retain_ev = retain_eval(data, forget, args.retain_eval_size, 0)
+    retain_ev = retain_eval_indices(len(data.train_y), forget, args.retain_eval_size, 0)
     f_set = (data.train_x[forget], data.train_y[forget])
     r_eval = (data.train_x[retain_ev], data.train_y[retain_ev])
     test = (data.test_x, data.test_y)

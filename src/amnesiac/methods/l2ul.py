@@ -413,8 +413,9 @@ class L2UL(Unlearner):
         keep_term = parts["loss"] - forget_term
         g_forget = torch.autograd.grad(forget_term, params, retain_graph=True, allow_unused=True)
         g_keep = torch.autograd.grad(keep_term, params, allow_unused=True)
-        zero = [torch.zeros_like(p) for p in params]
-        g_f = [g if g is not None else z for g, z in zip(g_forget, zero, strict=True)]
-        g_k = [g if g is not None else z for g, z in zip(g_keep, zero, strict=True)]
+        g_f = [
+            torch.zeros_like(p) if g is None else g for g, p in zip(g_forget, params, strict=True)
+        ]
+        g_k = [torch.zeros_like(p) if g is None else g for g, p in zip(g_keep, params, strict=True)]
         for p, a, b in zip(params, agem_project(g_f, g_k), g_k, strict=True):
             p.grad = a + b
