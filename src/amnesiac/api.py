@@ -109,13 +109,15 @@ def unlearn(
         forget: The forget set D_f: a Dataset of ``(image, label)`` or a pair ``(x, y)``.
         method: A registered method name (see :func:`list_methods`).
         retain: The retained data D_r, for methods that read it (``neg_grad_retain``,
-            ``finetune``, ``retrain``); ignored by forget-only methods.
+            ``finetune``, ``retrain``, ...; :attr:`MethodInfo.reads`) or use it when given
+            (``amun``; :attr:`MethodInfo.accepts`); ignored by the other methods.
         surrogate: Unlabeled images from the data's own domain that were not trained on (e.g.
             inputs the deployed model serves), as a tensor ``(N, C, H, W)`` in [0, 1], a Dataset
             or an ``(x, y)`` pair (labels ignored). Methods that accept it (``l2ul``; see
             :attr:`MethodInfo.accepts`) hold the original model's outputs on
-            these images instead of on proxies made from the forget set. Never the training
-            set: with it, use a method that reads ``retain``.
+            these images instead of on proxies made from the forget set; ``scar`` needs them
+            (:attr:`MethodInfo.reads`). Never the training set: with it, use a method that
+            reads ``retain``.
         targets: Per-instance relabel targets ``(K,)``; implies ``objective="relabel"``.
             With ``objective="relabel"`` and no targets, the original model's runner-up class
             is the target.
@@ -153,7 +155,7 @@ def unlearn(
             f"got values in [{int(fy.min())}, {int(fy.max())}]"
         )
     rx = ry = None
-    if info.needs_retain:
+    if info.needs_retain or ("retain" in info.accepts and retain is not None):
         if retain is None:
             problems.append(f"method {method!r} reads the retained data; pass retain=")
         else:
@@ -167,8 +169,13 @@ def unlearn(
     elif retain is not None:
         logger.info("method %s reads only the forget set; retain data ignored", method)
     sx = None
+    if surrogate is None and "surrogate" in info.reads:
+        problems.append(
+            f"method {method!r} reads unlabeled in-domain images; pass surrogate= (e.g. images "
+            "the deployed model serves, never the training set)"
+        )
     if surrogate is not None:
-        if "surrogate" not in info.accepts:
+        if "surrogate" not in (*info.accepts, *info.reads):
             problems.append(
                 f"method {method!r} does not use surrogate images; methods that do: "
                 f"{', '.join(accepting('surrogate'))}"

@@ -33,7 +33,7 @@ import copy
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from amnesiac.api import Data, evaluate, unlearn
 from amnesiac.errors import AmnesiacError
@@ -88,6 +88,7 @@ def check_method(
     forget: Data,
     *,
     retain: Data | None = None,
+    surrogate: Data | Tensor | None = None,
     **settings: Any,
 ) -> UnlearnResult:
     """Run ``method`` under its declared fast settings (``settings`` on top) and check the
@@ -100,7 +101,7 @@ def check_method(
     caller = copy.deepcopy(model)
     before = model_snapshot(caller)
     config = {**info.cls.fast_settings, **settings}
-    result = unlearn(caller, forget, method=method, retain=retain, **config)
+    result = unlearn(caller, forget, method=method, retain=retain, surrogate=surrogate, **config)
     if diff := snapshot_diff(before, model_snapshot(caller)):
         raise ContractError(f"{method}: the caller's model was changed ({diff})")
     out = result.model
@@ -119,7 +120,9 @@ def check_method(
             )
     if len(result.history) != result.steps or any("loss" not in h for h in result.history):
         raise ContractError(f"{method}: the history must hold one record with 'loss' per step")
-    again = unlearn(model, forget, method=method, retain=retain, **result.config)
+    again = unlearn(
+        model, forget, method=method, retain=retain, surrogate=surrogate, **result.config
+    )
     a, b = out.state_dict(), again.model.state_dict()
     if a.keys() != b.keys() or not all(torch.equal(a[k], b[k]) for k in a):
         raise ContractError(f"{method}: rerunning from result.config gave other weights")

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+import amnesiac
 from amnesiac.errors import InvalidSettingsError
 
 
@@ -209,6 +210,13 @@ def _method_cells(
     }  # fmt: skip
     if unknown:
         problems.append(f"methods[{i}] has unknown keys {sorted(unknown)}")
+    name = str(entry["method"])
+    needs = {m.name for m in amnesiac.list_methods() if "surrogate" in m.reads}
+    if name in needs and "surrogate" not in entry:
+        problems.append(
+            f"methods[{i}] ({name}) reads unlabeled in-domain images; give it a "
+            "'surrogate' key (e.g. 'fashion-mnist:test:0:5000' with test_rows)"
+        )
     label = str(entry.get("label", entry["method"]))
     section = str(entry.get("section", "main"))
     ks: list[Any] = list(entry.get("ks", spec["ks"]) or [])

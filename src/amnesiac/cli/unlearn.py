@@ -163,7 +163,7 @@ def _sets(args: argparse.Namespace, data: Splits, forget: torch.Tensor, info: Me
     test = (data.test_x, data.test_y)
     surrogate = None
     if args.surrogate:
-        if "surrogate" not in info.accepts:
+        if info.name not in accepting("surrogate"):
             raise CLIError(
                 f"method {args.method!r} does not use --surrogate; methods that do: "
                 + ", ".join(accepting("surrogate"))

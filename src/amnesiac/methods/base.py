@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -63,7 +64,8 @@ class UnlearnResult:
         config: The resolved settings.
         steps: Optimizer steps taken.
         stopped_by: ``"forgotten"`` (the stop rule fired), ``"max_steps"`` (the step budget ran
-            out) or ``"no_steps"`` (``max_steps=0``).
+            out: ``max_steps``, or the method's own schedule when shorter), ``"no_steps"`` (a
+            budget of 0 steps) or ``"complete"`` (a method without update steps).
         forgotten: Whether every forget instance meets the objective at the end.
         history: One dict per step: the step number, the named losses and ``forget_acc`` (percent
             of forget instances still predicted as their true label) and, for ``relabel``,
@@ -156,6 +158,9 @@ class Unlearner:
             )
         self.config = config
         self._first_forgotten: int | None = None
+        self._perms: dict[str, list[Tensor]] = {}
+        #: The forget-set status after the last step (:func:`forget_status`), for stop rules.
+        self.status: dict[str, float] = {}
         self.seconds: dict[str, float] = {}
         self.generator = torch.Generator().manual_seed(config.seed)
 
@@ -187,6 +192,12 @@ class Unlearner:
         return torch.optim.SGD(
             model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
         )
+
+    def step_budget(self, data: UnlearnData) -> int:
+        """The number of steps the run may take: ``max_steps``, or fewer for a method whose own
+        schedule is shorter (e.g. a number of passes over its data); called after
+        :meth:`prepare`."""
+        return self.step_config.max_steps
 
     def is_done(self, forgotten: bool, step: int) -> bool:
         """Whether to stop after ``step`` (1-based) given whether the objective is met.
@@ -226,6 +237,19 @@ class Unlearner:
         idx = self.sample(len(data.retain_x), size, data.retain_x.device)
         return data.retain_x[idx], data.retain_y[idx]
 
+    def epoch_batch(
+        self, stream: str, n: int, batch_size: int, ordinal: int, device: torch.device
+    ) -> Tensor:
+        """Indices of the ``ordinal``-th (1-based) batch of a loader named ``stream`` over
+        ``range(n)`` that reshuffles every pass with the run's generator and keeps the last,
+        smaller batch (``ceil(n / batch_size)`` batches per pass, :func:`passes_to_steps`)."""
+        per_pass = -(-n // batch_size)
+        epoch, pos = divmod(ordinal - 1, per_pass)
+        perms = self._perms.setdefault(stream, [])
+        while len(perms) <= epoch:
+            perms.append(torch.randperm(n, generator=self.generator))
+        return perms[epoch][pos * batch_size : (pos + 1) * batch_size].to(device)
+
     def sample(self, n: int, size: int, device: torch.device) -> Tensor:
         """``size`` indices drawn without replacement from ``range(n)`` with the run's generator."""
         return torch.randperm(n, generator=self.generator)[: min(size, n)].to(device)
@@ -243,6 +267,7 @@ class Unlearner:
         t_start = time.perf_counter()
         self.seconds = {}
         self._first_forgotten = None
+        self._perms = {}
         original = copy.deepcopy(model).eval()
         for p in original.parameters():
             p.requires_grad_(False)
@@ -300,18 +325,17 @@ class Unlearner:
     ) -> tuple[nn.Module, _Run]:
         """The update steps, then the shrink toward the original weights."""
         cfg = self.step_config
-        run = _Run(stopped_by="no_steps" if cfg.max_steps == 0 else "max_steps")
+        budget = min(cfg.max_steps, self.step_budget(data))
+        run = _Run(stopped_by="no_steps" if budget == 0 else "max_steps")
         stats = forget_status(work, data, batch_size=cfg.eval_batch_size)
-        if cfg.max_steps > 0 and self.is_done(stats["forgotten"] == 1.0, 0):
+        if budget > 0 and self.is_done(stats["forgotten"] == 1.0, 0):
             run.stopped_by = "forgotten"
-        elif cfg.max_steps > 0:
+        elif budget > 0:
             opt = self.make_optimizer(work)
-            bar = tqdm(
-                total=cfg.max_steps, disable=not progress, desc=self.name, unit="step", leave=False
-            )
+            bar = tqdm(total=budget, disable=not progress, desc=self.name, unit="step", leave=False)
             try:
                 with self.phase("unlearn"):
-                    for step in range(1, cfg.max_steps + 1):
+                    for step in range(1, budget + 1):
                         stats = self._step(work, data, opt, step, run, callback)
                         bar.update()
                         if step % 10 == 0 or step == 1:
@@ -369,6 +393,7 @@ class Unlearner:
         run.steps = step
         with self.phase("stop_check"):
             stats = forget_status(work, data, batch_size=cfg.eval_batch_size)
+        self.status = stats
         record = {"step": float(step)}
         record.update({k: float(v.detach()) for k, v in parts.items()})
         record.update({k: v for k, v in stats.items() if k != "forgotten"})
@@ -387,6 +412,35 @@ class _Run:
     forgotten: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
     fraction: float = 1.0
+
+
+def alternating_schedule(
+    *, rounds: int, forget_rounds: int, forget_steps: int, retain_steps: int
+) -> list[tuple[str, int]]:
+    """The steps of a run in rounds (epochs): in each of the first ``forget_rounds`` rounds,
+    ``forget_steps`` steps on the forget set, then in every round ``retain_steps`` steps on
+    retained data. Each entry is ``(phase, ordinal)``: ``"forget"`` or ``"retain"`` and the
+    1-based count of that phase's steps so far (for :meth:`Unlearner.epoch_batch`).
+
+    Example:
+        >>> alternating_schedule(rounds=2, forget_rounds=1, forget_steps=1, retain_steps=2)
+        [('forget', 1), ('retain', 1), ('retain', 2), ('retain', 3), ('retain', 4)]
+    """
+    out: list[tuple[str, int]] = []
+    n_forget = n_retain = 0
+    for r in range(1, rounds + 1):
+        if r <= forget_rounds:
+            out += [("forget", n_forget + i) for i in range(1, forget_steps + 1)]
+            n_forget += forget_steps
+        out += [("retain", n_retain + i) for i in range(1, retain_steps + 1)]
+        n_retain += retain_steps
+    return out
+
+
+def passes_to_steps(n: int, batch_size: int, passes: float) -> int:
+    """Steps of ``passes`` passes over ``n`` examples in batches of ``batch_size`` (the last
+    batch of a pass may be smaller), rounded up."""
+    return math.ceil(passes * -(-n // batch_size))
 
 
 def set_train_mode(model: nn.Module, *, bn_train: bool) -> None:

@@ -55,8 +55,11 @@ def get_method(name: str) -> MethodInfo:
 
 
 def accepting(optional_input: str) -> list[str]:
-    """Names of the registered methods that use ``optional_input`` (e.g. ``"surrogate"``)."""
-    return sorted(name for name, info in _REGISTRY.items() if optional_input in info.accepts)
+    """Names of the registered methods that use ``optional_input`` (e.g. ``"surrogate"``),
+    whether they need it or take it when given."""
+    return sorted(
+        name for name, info in _REGISTRY.items() if optional_input in (*info.accepts, *info.reads)
+    )
 
 
 def registered() -> dict[str, MethodInfo]:

@@ -87,3 +87,26 @@ def forget_loss(
 def soft_cross_entropy(logits: Tensor, target_probs: Tensor) -> Tensor:
     """Cross-entropy against soft targets (distillation), mean over the batch."""
     return -(target_probs * torch.log_softmax(logits, 1)).sum(1).mean()
+
+
+def distill_kl(student: Tensor, teacher: Tensor, *, temperature: float = 1.0) -> Tensor:
+    """KL divergence from the teacher's softened distribution to the student's, mean over the
+    batch and scaled by ``temperature**2`` (Hinton et al. 2015; SCRUB's ``DistillKL``).
+
+    ``KL(softmax(teacher / T) || softmax(student / T)) * T**2``; zero when the logits agree up to
+    a per-row constant.
+
+    Shape:
+        ``student``, ``teacher``: ``(N, C)`` logits; returns a scalar.
+    """
+    t = temperature
+    return (
+        F.kl_div(
+            torch.log_softmax(student.float() / t, 1),
+            torch.log_softmax(teacher.float() / t, 1),
+            log_target=True,
+            reduction="batchmean",
+        )
+        * t
+        * t
+    )
