@@ -26,8 +26,9 @@ def fast(method: str, **extra: Any) -> dict[str, Any]:
     s: dict[str, Any] = {"seed": 0}
     if method == "retrain":
         s.update(epochs=1, batch_size=128)
-    else:
+    elif registered()[method].cls.iterative:
         s.update(max_steps=4)
+    s.update(PEER_FAST.get(method, {}))
     if fields.get("n_adv"):
         s.update(n_adv=2, pgd_steps=3)
     if fields.get("proxy_size"):
@@ -38,10 +39,33 @@ def fast(method: str, **extra: Any) -> dict[str, Any]:
     return s
 
 
+#: The peers' own schedules made short (their step budgets come from passes over their data).
+PEER_FAST: dict[str, dict[str, Any]] = {
+    "random_label": {"epochs": 2, "retain_steps": 2, "batch_size": 32},
+    "salun": {"epochs": 2, "retain_steps": 2, "batch_size": 32},
+    "scrub": {"rounds": 2, "retain_steps": 2, "batch_size": 32},
+    "bad_teacher": {"batch_size": 64, "retain_fraction": 0.2},
+    "amun": {"adv_steps": 5, "epochs": 2, "batch_size": 8},
+    "jit": {"samples": 3, "epochs": 4, "batch_size": 4},
+    "scar": {"epochs": 2, "surrogate_batch_size": 32, "surrogate_steps": 2},
+    "ssd": {"batch_size": 64},
+}
+
+
+def surrogate_for(method: str, digits: Splits) -> torch.Tensor | None:
+    """Unlabeled in-domain images for the methods that need them (held-out digits)."""
+    return digits.test_x[:200] if "surrogate" in registered()[method].reads else None
+
+
 def run(method: str, model: nn.Module, forget: Any, digits: Splits, **extra: Any):
     retain = (digits.train_x[100:600], digits.train_y[100:600])
     return amnesiac.unlearn(
-        model, forget=forget, method=method, retain=retain, **fast(method, **extra)
+        model,
+        forget=forget,
+        method=method,
+        retain=retain,
+        surrogate=surrogate_for(method, digits),
+        **fast(method, **extra),
     )
 
 
@@ -56,7 +80,9 @@ def test_contract(method: str, tiny_model, forget8, digits) -> None:
     inner.register_forward_pre_hook(lambda *a: None)
     next(model.parameters()).grad = torch.ones_like(next(model.parameters()))
     retain = (digits.train_x[100:600], digits.train_y[100:600])
-    result = check_method(method, model, forget8, retain=retain)
+    result = check_method(
+        method, model, forget8, retain=retain, surrogate=surrogate_for(method, digits)
+    )
     assert result.method == method
     assert result.stopped_by in {"forgotten", "max_steps", "complete"}
     assert result.seconds["total"] > 0
@@ -97,7 +123,8 @@ def test_float64(method: str, tiny_model, forget8, digits) -> None:
 def test_bf16_autocast_keeps_float32_weights(method: str, tiny_model, forget8, digits) -> None:
     """precision="bf16" changes the computation (the weights differ from float32's) but not the
     weights' dtype, and "forgotten" is still decided in float32."""
-    budget = {"stop": "budget"} if method != "retrain" else {}  # retrain takes no steps
+    iterative = registered()[method].cls.iterative
+    budget = {"stop": "budget"} if iterative else {}  # retrain and ssd take no steps
     fp32 = run(method, tiny_model, forget8, digits, **budget).model.state_dict()
     result = run(method, tiny_model, forget8, digits, precision="bf16", **budget)
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
@@ -153,7 +180,7 @@ def _message(make: Any) -> str:
     raise AssertionError("no error")
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS if m != "retrain"])
+@pytest.mark.parametrize("method", [m for m in METHODS if registered()[m].cls.iterative])
 def test_zero_steps_returns_same_weights(method: str, tiny_model, forget8, digits) -> None:
     result = run(method, tiny_model, forget8, digits, max_steps=0)
     assert result.steps == 0 and result.stopped_by == "no_steps"
@@ -283,7 +310,10 @@ def test_list_methods_describes_each() -> None:
     assert [m.name for m in methods] == METHODS
     for m in methods:
         assert m.summary and m.reads[0] == "forget"
-    assert {m.name for m in methods if m.needs_retain} == {"neg_grad_retain", "finetune", "retrain"}
+    assert {m.name for m in methods if m.needs_retain} == {
+        "neg_grad_retain", "finetune", "retrain", "random_label", "salun", "scrub", "bad_teacher",
+        "ssd",
+    }  # fmt: skip
 
 
 def test_duplicate_registration_refused() -> None:

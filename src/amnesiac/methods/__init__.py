@@ -1,14 +1,23 @@
 """Unlearning methods, one file each; importing this package registers them all."""
 
 from amnesiac.methods import (  # noqa: F401  (registration on import)
+    amun,
+    bad_teacher,
     finetune,
+    jit,
     l2ul,
     l2ul_adv,
     l2ul_imp,
+    mu_mis,
     neg_grad,
     neg_grad_retain,
+    random_label,
     relabel,
     retrain,
+    salun,
+    scar,
+    scrub,
+    ssd,
 )
 from amnesiac.methods.base import (
     MethodInfo,

@@ -1,0 +1,121 @@
+"""``random_label`` (RL): fine-tune on the forget set with random wrong labels, then on retained
+data with its own labels, round after round."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from amnesiac.methods.base import (
+    StepConfig,
+    UnlearnConfig,
+    UnlearnData,
+    Unlearner,
+    alternating_schedule,
+    register,
+)
+
+SALUN_CODE = "github.com/OPTML-Group/Unlearn-Saliency"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RandomLabelConfig(StepConfig):
+    """Settings of ``random_label`` (defaults: the official code's, SalUn's ``unlearn/RL.py``).
+
+    Each of ``epochs`` rounds is one pass over D_f in batches of ``batch_size``, each instance
+    labelled with a class drawn afresh from the other classes, then one pass over D_r with its
+    labels, capped at ``retain_steps`` steps (0: the whole pass, as the official code). SGD with
+    momentum 0.9 and weight decay 5e-4; ``max_steps`` caps the whole run. Unlike the official
+    code, whose uniform draw may return the true label, the label is always wrong (the paper's
+    definition).
+
+    Attributes:
+        epochs: Rounds of forget then retain steps.
+        retain_steps: Retained steps per round at most (0: one pass over D_r).
+    """
+
+    lr: float = 0.01
+    weight_decay: float = 5e-4
+    batch_size: int = 256
+    max_steps: int = 100_000
+    stop: Literal["forgotten", "budget"] = "budget"
+    epochs: int = 10
+    retain_steps: int = 0
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        if self.epochs < 0 or self.retain_steps < 0:
+            out.append("epochs and retain_steps must be >= 0")
+        return out
+
+
+def random_wrong_labels(y: Tensor, num_classes: int, generator: torch.Generator) -> Tensor:
+    """A label drawn uniformly from the ``num_classes - 1`` classes other than each ``y``.
+
+    Shape:
+        ``y``: ``(N,)``; returns ``(N,)`` on ``y``'s device.
+    """
+    shift = torch.randint(1, num_classes, (len(y),), generator=generator)
+    return (y + shift.to(y.device)) % num_classes
+
+
+@register
+class RandomLabel(Unlearner):
+    """Cross-entropy toward random wrong labels on D_f, then cross-entropy on D_r, per round.
+
+    A standard baseline of the unlearning literature (the SalUn paper's RL). Its own goal is
+    the retrained model's behaviour, with a number of epochs as its stop rule;
+    ``stop="forgotten"`` stops at amnesiac's objective instead.
+    """
+
+    name = "random_label"
+    config_cls = RandomLabelConfig
+    reads = ("forget", "retain")
+    objectives = ("misclassify",)
+    forgets = False  # its stop rule is a number of epochs, not D_f misclassified
+    fast_settings: ClassVar[dict[str, Any]] = {"epochs": 3, "batch_size": 32, "retain_steps": 4}
+    summary = "random wrong labels on D_f, then cross-entropy on D_r (SalUn's RL baseline)"
+    reference = (
+        "Golatkar et al., Eternal Sunshine of the Spotless Net, CVPR 2020, arXiv:1911.04933; as "
+        f"run by Fan et al., SalUn, ICLR 2024, arXiv:2310.12508 (code: {SALUN_CODE})"
+    )
+    config: RandomLabelConfig
+
+    def __init__(self, config: UnlearnConfig) -> None:
+        super().__init__(config)
+        self.schedule: list[tuple[str, int]] = []
+
+    def prepare(self, model: nn.Module, original: nn.Module, data: UnlearnData) -> None:
+        c = self.config
+        n_retain = 0 if data.retain_x is None else len(data.retain_x)
+        per_pass = -(-n_retain // c.batch_size)
+        self.schedule = alternating_schedule(
+            rounds=c.epochs,
+            forget_rounds=c.epochs,
+            forget_steps=-(-len(data.forget_x) // c.batch_size),
+            retain_steps=per_pass if c.retain_steps == 0 else min(c.retain_steps, per_pass),
+        )
+
+    def step_budget(self, data: UnlearnData) -> int:
+        return len(self.schedule)
+
+    def loss(self, model: nn.Module, data: UnlearnData, step: int) -> dict[str, Tensor]:
+        c = self.config
+        phase, ordinal = self.schedule[step - 1]
+        if phase == "forget":
+            idx = self.epoch_batch(
+                "forget", len(data.forget_x), c.batch_size, ordinal, data.forget_x.device
+            )
+            wrong = random_wrong_labels(data.forget_y[idx], data.num_classes, self.generator)
+            lf = F.cross_entropy(model(data.forget_x[idx]), wrong)
+            return {"loss": lf, "forget": lf}
+        assert data.retain_x is not None and data.retain_y is not None  # reads retain
+        idx = self.epoch_batch(
+            "retain", len(data.retain_x), c.batch_size, ordinal, data.retain_x.device
+        )
+        lr_ = F.cross_entropy(model(data.retain_x[idx]), data.retain_y[idx])
+        return {"loss": lr_, "retain": lr_}
