@@ -195,6 +195,21 @@ def test_digits_shapes_range_and_split(digits: Splits) -> None:
     assert int(counts.max()) <= 47
 
 
+def test_first_n_training_images(digits: Splits) -> None:
+    """``NAME[:N]``: the first N training images, the whole test split, statistics of the N."""
+    head = load_dataset("digits[:100]")
+    assert head.name == "digits[:100]" and len(head.train_y) == 100
+    assert torch.equal(head.train_x, digits.train_x[:100])
+    assert torch.equal(head.test_y, digits.test_y)
+    std, mean = torch.std_mean(digits.train_x[:100], dim=(0, 2, 3), correction=0)
+    assert head.mean == pytest.approx(tuple(mean.tolist()))
+    assert head.std == pytest.approx(tuple(std.tolist()))
+    assert load_dataset("DIGITS[:1347]").name == "digits[:1347]"
+    for bad in ("digits[:0]", "digits[:2000]", "digits[:ten]"):
+        with pytest.raises(InvalidSettingsError, match="whole number from 1 to the 1347"):
+            load_dataset(bad)
+
+
 def test_digits_is_deterministic(digits: Splits) -> None:
     again = load_dataset("digits")
     assert torch.equal(digits.train_x, again.train_x)

@@ -10,6 +10,7 @@ executes code from a data file.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from amnesiac.data.digits import load_digits
 from amnesiac.data.folder import load_folder
 from amnesiac.data.idx import load_idx, read_idx
 from amnesiac.data.locate import ENV_VAR as ENV_VAR
-from amnesiac.data.splits import Splits
+from amnesiac.data.splits import Splits, make_splits
 from amnesiac.errors import InvalidSettingsError, UnknownNameError
 
 __all__ = ["Splits", "list_datasets", "load_dataset", "read_idx"]
@@ -27,6 +28,7 @@ __all__ = ["Splits", "list_datasets", "load_dataset", "read_idx"]
 logger = logging.getLogger(__name__)
 
 _FOLDER_PREFIX = "folder:"
+_HEAD = re.compile(r"^(?P<base>.+)\[:(?P<n>[^\]]*)\]$")
 
 _LOADERS: dict[str, Callable[[str, str | Path | None, bool], Splits]] = {
     "digits": load_digits,
@@ -61,7 +63,10 @@ def load_dataset(
     (``$XDG_CACHE_HOME/amnesiac/data``, by default ``~/.cache/amnesiac/data``).
 
     Args:
-        name: One of :func:`list_datasets` (case-insensitive, ``_`` may replace ``-``), or
+        name: One of :func:`list_datasets` (case-insensitive, ``_`` may replace ``-``),
+            optionally followed by ``[:N]`` for its first ``N`` training images only (the test
+            split whole; channel statistics from those ``N``), e.g. ``fashion-mnist[:10000]``
+            for a model that sees less data and memorizes more; or
             ``folder:PATH`` for an image folder: class subfolders, either directly in ``PATH``
             (split 80/20, stratified, with a fixed seed) or under ``PATH/train`` and ``PATH/test``
             (or ``PATH/val``). ``digits`` is scikit-learn's bundled 8x8 digits, split into 1347
@@ -87,6 +92,9 @@ def load_dataset(
         raise InvalidSettingsError(
             f"dataset name must be a string, got {type(name).__name__} {name!r}"
         )
+    head = _HEAD.match(name.strip())
+    if head is not None:
+        return _first(load_dataset(head["base"], data_dir, download=download), head["n"])
     if name.startswith(_FOLDER_PREFIX):
         return load_folder(name, name[len(_FOLDER_PREFIX) :], data_dir)
     key = name.strip().lower().replace("_", "-")
@@ -99,3 +107,22 @@ def load_dataset(
     splits = loader(key, data_dir, download)
     logger.info("loaded %r", splits)
     return splits
+
+
+def _first(full: Splits, n_text: str) -> Splits:
+    """``full`` with its first ``n_text`` training images only (the ``NAME[:N]`` form)."""
+    n_train = len(full.train_y)
+    if not n_text.isdigit() or not 1 <= int(n_text) <= n_train:
+        raise InvalidSettingsError(
+            f"'{full.name}[:{n_text}]': N must be a whole number from 1 to the {n_train} training "
+            f"images of {full.name}"
+        )
+    n = int(n_text)
+    return make_splits(
+        f"{full.name}[:{n}]",
+        full.train_x[:n].clone(),
+        full.train_y[:n].clone(),
+        full.test_x,
+        full.test_y,
+        full.classes,
+    )
