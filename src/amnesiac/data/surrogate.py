@@ -8,6 +8,7 @@ or from a dataset's test split.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from torch import Tensor
@@ -76,6 +77,8 @@ def surrogate_test_rows(spec: str, dataset: str, n_test: int) -> tuple[int, int]
     Example:
         >>> surrogate_test_rows("digits:test:0:100", "digits", 450)
         (0, 100)
+        >>> surrogate_test_rows("digits:test:0:100", "digits[:500]", 450)  # the same test split
+        (0, 100)
     """
     if Path(spec).expanduser().is_dir():
         return None
@@ -86,7 +89,8 @@ def surrogate_test_rows(spec: str, dataset: str, n_test: int) -> tuple[int, int]
 
 
 def _key(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
+    """The dataset whose test split ``name`` reads (``NAME[:N]`` shares ``NAME``'s)."""
+    return re.sub(r"\[:[^\]]*\]$", "", name.strip()).lower().replace("_", "-")
 
 
 def _checked_range(start: int, stop: int | None, n: int, name: str) -> tuple[int, int]:
