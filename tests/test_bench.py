@@ -383,6 +383,35 @@ def test_surrogate_rows_measure_d_test_outside_the_anchors(tmp_path: Path) -> No
             load_grid(grid_file)
 
 
+def test_report_repeats_the_tables_of_included_grids(tmp_path: Path) -> None:
+    """``include``: the report shows another grid's results table from that grid's own rows,
+    and says where they came from; a missing file or a method that needs surrogate images
+    without them is refused up front."""
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        "name: other\ndataset: digits\nks: [4]\nseeds: [0]\nspeed: false\n"
+        "results: other.jsonl\nreport: OTHER.md\nsettings: {max_steps: 20, stop: budget}\n"
+        "methods: [relabel]\n"
+    )
+    rows = run_grid(load_grid(other), progress=False)
+    assert [r["status"] for r in rows] == ["ok"], rows
+    main_file = tmp_path / "main.yaml"
+    main_file.write_text(
+        "name: main\ndataset: digits\nks: [4]\nseeds: [0]\nspeed: false\n"
+        "settings: {max_steps: 0}\nmethods: [neg_grad]\ninclude: [other.yaml]\n"
+    )
+    grid = load_grid(main_file)
+    text = write_report(grid, [], command="amnesiac bench main.yaml").read_text()
+    assert "## Included: other" in text and "1 of 1 cells" in text and "`OTHER.md`" in text
+    assert "| relabel (capped at 20 steps) | 4 |" in text
+    main_file.write_text(main_file.read_text().replace("other.yaml", "nowhere.yaml"))
+    with pytest.raises(ValueError, match=r"nowhere\.yaml is not a file"):
+        load_grid(main_file)
+    main_file.write_text("dataset: digits\nks: [4]\nseeds: [0]\nmethods: [scar]\n")
+    with pytest.raises(ValueError, match="reads unlabeled in-domain images"):
+        load_grid(main_file)
+
+
 def test_rows_cut_below_their_methods_budget_are_labelled_capped() -> None:
     from amnesiac.bench.report import capped_at
 

@@ -95,6 +95,9 @@ class Grid:
             (``None``: all of it), so that rows anchored on other test images (an entry's
             ``surrogate``) are measured on the same images as the rest.
         compare: The report's speed comparison (``None``: none), see :class:`Compare`.
+        include: Other grid files (relative to this one) whose results tables and continual
+            tables the report repeats, each from its own results file, so one page shows them
+            (e.g. the shipped grid's RESULTS.md with the surrogate and continual grids).
     """
 
     name: str
@@ -110,6 +113,7 @@ class Grid:
     settings: dict[str, Any] = field(default_factory=dict)
     test_rows: tuple[int, int] | None = None
     compare: Compare | None = field(default_factory=Compare)
+    include: tuple[str, ...] = ()
 
 
 def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
@@ -138,6 +142,15 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
     if not isinstance(workers, int) or workers < 1:
         problems.append(f"workers must be an integer >= 1, got {workers!r}")
     compare = _compare(spec, cells, problems)
+    include = spec.get("include") or []
+    if not isinstance(include, list) or not all(isinstance(p, str) for p in include):
+        problems.append(f"include must be a list of grid files, got {include!r}")
+        include = []
+    problems += [
+        f"include: {p} is not a file (paths are relative to {path.parent})"
+        for p in include
+        if not (path.parent / p).is_file()
+    ]
     if problems:
         raise InvalidSettingsError(f"grid file {path}: " + "; ".join(problems))
     size = 0 if full_retain else int(spec.get("retain_eval_size", 10000))
@@ -155,6 +168,7 @@ def load_grid(path: str | Path, *, full_retain: bool = False) -> Grid:
         settings=dict(common),
         test_rows=(test_rows[0], test_rows[1]) if test_rows is not None else None,
         compare=compare,
+        include=tuple(include),
     )
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from amnesiac._io import atomic_write_text
-from amnesiac.bench.grid import Compare, Grid
+from amnesiac.bench.grid import Compare, Grid, load_grid
 from amnesiac.bench.plots import write_continual_plot, write_plots
+from amnesiac.bench.resume import current_rows
 from amnesiac.bench.runner import STAMP_FORMAT, cpu_name
 from amnesiac.bench.tables import (
     audit_table,
@@ -47,6 +48,7 @@ def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Pat
         *_ablation(rows),
         *_continual(rows, out_dir, prefix),
         *_failed(rows),
+        *_included(grid),
     ]
     path = out_dir / grid.report
     atomic_write_text(path, "\n".join(lines))
@@ -304,6 +306,38 @@ def _continual(rows: list[dict[str, Any]], out_dir: Path, prefix: str) -> list[s
             f"![{name}]({name})",
             "",
         ]
+    return lines
+
+
+def _included(grid: Grid) -> list[str]:
+    """The results and continual tables of the grids named in ``include``, each from its own
+    results file (their plots are in their own reports)."""
+    lines: list[str] = []
+    for rel in grid.include:
+        other = load_grid(grid.path.parent / rel)
+        rows = current_rows(other, other.path.parent / other.results)
+        ok = [r for r in rows if r.get("status") == "ok"]
+        stamps = sorted(r["time"] for r in ok if "time" in r)
+        lines += [
+            f"## Included: {other.name}",
+            "",
+            f"From `{other.results}` (`amnesiac bench {Path(grid.path.parent.name) / rel}`), "
+            f"{len(ok)} of {len(other.cells)} cells"
+            + (f", rows {stamps[0]} to {stamps[-1]}" if stamps else "")
+            + f"; its own report with the plots: `{other.report}`. D_test: "
+            + (
+                f"test rows {other.test_rows[0]} to {other.test_rows[1] - 1}"
+                if other.test_rows
+                else "the whole test split"
+            )
+            + ".",
+            "",
+        ]
+        summary = summarize(rows)
+        if summary:
+            lines += [*results_table(summary), ""]
+        continual = _continual(rows, grid.path.parent, other.name.replace(" ", "_"))
+        lines += [line.replace("## Continual", "### Continual") for line in continual]
     return lines
 
 
