@@ -84,7 +84,7 @@ def test_contract(method: str, tiny_model, forget8, digits) -> None:
         method, model, forget8, retain=retain, surrogate=surrogate_for(method, digits)
     )
     assert result.method == method
-    assert result.stopped_by in {"forgotten", "max_steps", "complete"}
+    assert result.stopped_by in {"forgotten", "rule", "max_steps", "complete"}
     assert result.seconds["total"] > 0
 
 

@@ -63,9 +63,11 @@ class UnlearnResult:
         method: Registry name of the method.
         config: The resolved settings.
         steps: Optimizer steps taken.
-        stopped_by: ``"forgotten"`` (the stop rule fired), ``"max_steps"`` (the step budget ran
-            out: ``max_steps``, or the method's own schedule when shorter), ``"no_steps"`` (a
-            budget of 0 steps) or ``"complete"`` (a method without update steps).
+        stopped_by: ``"forgotten"`` (the objective's stop rule fired), ``"rule"`` (a method's
+            own stop rule fired, e.g. SCAR's accuracy threshold), ``"max_steps"`` (the step
+            budget ran out: ``max_steps``, or the method's own schedule when shorter),
+            ``"no_steps"`` (a budget of 0 steps) or ``"complete"`` (a method without update
+            steps).
         forgotten: Whether every forget instance meets the objective at the end.
         history: One dict per step: the step number, the named losses and ``forget_acc`` (percent
             of forget instances still predicted as their true label) and, for ``relabel``,
@@ -199,6 +201,12 @@ class Unlearner:
         :meth:`prepare`."""
         return self.step_config.max_steps
 
+    def stop_label(self) -> str:
+        """What :attr:`UnlearnResult.stopped_by` says when :meth:`is_done` ends the run:
+        ``"forgotten"``, or ``"rule"`` for a method whose own stop rule (not the objective)
+        decides under ``stop="budget"``."""
+        return "forgotten" if self.step_config.stop == "forgotten" else "rule"
+
     def is_done(self, forgotten: bool, step: int) -> bool:
         """Whether to stop after ``step`` (1-based) given whether the objective is met.
 
@@ -329,7 +337,7 @@ class Unlearner:
         run = _Run(stopped_by="no_steps" if budget == 0 else "max_steps")
         stats = forget_status(work, data, batch_size=cfg.eval_batch_size)
         if budget > 0 and self.is_done(stats["forgotten"] == 1.0, 0):
-            run.stopped_by = "forgotten"
+            run.stopped_by = self.stop_label()
         elif budget > 0:
             opt = self.make_optimizer(work)
             bar = tqdm(total=budget, disable=not progress, desc=self.name, unit="step", leave=False)
@@ -344,7 +352,7 @@ class Unlearner:
                                 forget_acc=f"{stats['forget_acc']:.1f}",
                             )
                         if self.is_done(stats["forgotten"] == 1.0, step):
-                            run.stopped_by = "forgotten"
+                            run.stopped_by = self.stop_label()
                             break
             finally:
                 bar.close()
