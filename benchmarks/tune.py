@@ -56,6 +56,15 @@ CANDIDATES: dict[str, dict] = {
                    "reg_weight": 0.0, "heal_steps": 150, "max_steps": 600},
     # session 3: "P" (the former proxy preset: proxies + heal steps, no adversarial examples, no
     # MAS) with one change each, k=32 seed 100; "P+mas+shrink" became l2ul's default
+    # issue 17: peers whose published settings come from other architectures (JiT: a VGG
+    # without BatchNorm; MU-Mis: no code to read; SSD: alpha for ResNet-18 on CIFAR), one
+    # knob each
+    **{f"jit lr{lr:g}": {"method": "jit", "lr": lr} for lr in (3e-4, 3e-5, 1e-5, 3e-6, 3e-7)},
+    **{f"mu_mis lr{lr:g}": {"method": "mu_mis", "lr": lr}
+       for lr in (1e-3, 1e-4, 1e-5, 3e-6, 1e-6)},
+    **{f"ssd alpha{a:g}": {"method": "ssd", "alpha": a} for a in (10.0, 3.0, 1.0, 0.3)},
+    **{f"ssd label-free alpha{a:g}": {"method": "ssd", "importance": "output_norm", "alpha": a}
+       for a in (10.0, 1.0)},
     "P": P,
     "P+pb256": {**P, "proxy_batch_size": 256},
     "P+lr5e-4+heal300": {**P, "lr": 5e-4, "heal_steps": 300, "max_steps": 1000},
