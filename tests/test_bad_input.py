@@ -111,6 +111,7 @@ CATALOG: list[tuple[str, list[str], str]] = [
     ("unknown preset", U("--preset", "fast"), "fast"),
     ("output folder does not exist", U("--out", "OUT/no/such/m.safetensors"), "does not exist"),
     ("output path is a folder", U("--out", "OUT"), "is a folder"),
+    ("page folder does not exist", U("--html", "OUT/no/such/page.html"), "does not exist"),
     ("ledger without --out", U("--ledger", "OUT/l.jsonl"), "--ledger needs --out"),
     (
         "ledger whose chain was edited",

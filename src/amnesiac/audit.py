@@ -13,10 +13,17 @@ from torch import Tensor, nn
 
 from amnesiac.api import Data
 from amnesiac.data.tensors import as_tensors
+from amnesiac.ledger import forget_sha256
 from amnesiac.metrics.accuracy import accuracy_from_logits, predict_logits
 from amnesiac.metrics.cka import linear_cka
 from amnesiac.metrics.distance import output_distance
-from amnesiac.metrics.lira import lira_offline, lira_summary, scaled_logit
+from amnesiac.metrics.lira import (
+    lira_offline,
+    lira_summary,
+    roc_points,
+    scaled_logit,
+    score_histogram,
+)
 from amnesiac.metrics.mia import mia_from_logits
 from amnesiac.metrics.relearn import relearn_steps
 from amnesiac.shadows import Shadows
@@ -54,7 +61,9 @@ def lira_report(
 
     Returns:
         ``shadow_models`` and, per model name, :func:`amnesiac.metrics.lira_summary` plus the
-        ``forget_scores``.
+        ``forget_scores``, a histogram of the D_test scores (``test_histogram``,
+        :func:`~amnesiac.metrics.lira.score_histogram`) and the ROC curve (``roc``, percent,
+        :func:`~amnesiac.metrics.lira.roc_points`), for plots.
     """
     s_in = torch.cat([shadow_in.bool(), torch.zeros_like(shadow_test, dtype=torch.bool)], 1)
     s_phi = torch.cat([shadow_forget, shadow_test], 1)
@@ -66,6 +75,8 @@ def lira_report(
         out[name] = {
             **lira_summary(scores[:n], scores[n:]),
             "forget_scores": scores[:n].tolist(),
+            "test_histogram": score_histogram(scores[n:]),
+            "roc": roc_points(scores[:n], scores[n:]),
         }
     return out
 
@@ -122,7 +133,9 @@ def audit(
     Returns:
         A JSON-ready dict: ``accuracy``, ``mia`` (population attacks), ``relearn_steps``, ``cka``
         (linear CKA of penultimate features on D_test against the original model), and, when
-        available, ``lira`` and ``distance`` (to the retrained model). Per-model entries are
+        available, ``lira``, ``distance`` (to the retrained model) and ``forget_sha256``
+        (:func:`amnesiac.forget_sha256` of ``forget_indices``, to match the audit with its
+        request). Per-model entries are
         keyed ``original``, ``unlearned``, ``retrained``.
     """
     xf, yf = as_tensors(forget, name="forget")
@@ -171,6 +184,8 @@ def audit(
             name: {key: output_distance(logits[name][key], ref[key]) for key in ("test", "forget")}
             for name in ("original", "unlearned")
         }
+    if forget_indices is not None:
+        out["forget_sha256"] = forget_sha256(torch.as_tensor(forget_indices))
     if shadows is not None:
         if forget_indices is None:
             raise ValueError("LiRA needs forget_indices: D_f's positions in the training set")

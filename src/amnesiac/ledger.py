@@ -84,6 +84,42 @@ def forget_hash_matches(indices: Iterable[int], recorded: str) -> bool:
     return recorded in (forget_sha256(values), _legacy_forget_sha256(values))
 
 
+def entry_forgets(entry: dict[str, Any], sha256: str) -> bool:
+    """Whether ``entry`` records the forget set whose :func:`forget_sha256` is ``sha256`` (from
+    its stored indices where it has them, so entries of old ledgers match too)."""
+    if "forget_indices" in entry:
+        return forget_sha256(entry["forget_indices"]) == sha256
+    return entry.get("forget_sha256") == sha256
+
+
+def find_entry(
+    entries: list[dict[str, Any]],
+    *,
+    output_sha256: str | None = None,
+    forget_sha256: str | None = None,
+) -> int | None:
+    """Position of the latest entry that produced the model ``output_sha256`` and forgot the
+    set ``forget_sha256`` (each only where given), or ``None``.
+
+    Example:
+        >>> entries = [{"output_sha256": "a", "forget_indices": [1, 2]}, {"output_sha256": "b"}]
+        >>> find_entry(entries, output_sha256="a", forget_sha256=forget_sha256([2, 1]))
+        0
+        >>> find_entry(entries, output_sha256="c") is None
+        True
+    """
+    if output_sha256 is None and forget_sha256 is None:
+        raise ValueError("find_entry needs output_sha256 or forget_sha256")
+    for i in range(len(entries) - 1, -1, -1):
+        e = entries[i]
+        if output_sha256 is not None and e.get("output_sha256") != output_sha256:
+            continue
+        if forget_sha256 is not None and not entry_forgets(e, forget_sha256):
+            continue
+        return i
+    return None
+
+
 def read_ledger(path: str | Path) -> list[dict[str, Any]]:
     """Entries of a ledger file (empty if it does not exist); raises on an unreadable line."""
     path = Path(path)

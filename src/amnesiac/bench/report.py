@@ -15,6 +15,7 @@ from typing import Any
 
 from amnesiac._io import atomic_write_text
 from amnesiac.bench.grid import Compare, Grid, load_grid
+from amnesiac.bench.html import html_path, write_results_html
 from amnesiac.bench.plots import write_continual_plot, write_plots
 from amnesiac.bench.resume import current_rows
 from amnesiac.bench.runner import STAMP_FORMAT, cpu_name
@@ -35,7 +36,8 @@ __all__ = ["capped_at", "summarize", "write_report"]
 
 
 def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Path:
-    """Write RESULTS.md (and the plots beside it) from ``rows``; return its path."""
+    """Write RESULTS.md (and the plots and RESULTS.html beside it) from ``rows``; return the
+    Markdown file's path."""
     out_dir = grid.path.parent
     prefix = grid.name.replace(" ", "_")
     summary = summarize(rows)
@@ -52,6 +54,7 @@ def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Pat
     ]
     path = out_dir / grid.report
     atomic_write_text(path, "\n".join(lines))
+    write_results_html(lines, out_dir, html_path(path))  # the same tables, the plots inline
     return path
 
 

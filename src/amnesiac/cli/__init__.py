@@ -14,14 +14,24 @@ from collections.abc import Sequence
 
 import amnesiac
 from amnesiac._io import OutputPathError
-from amnesiac.cli import audit, bench, continual, evaluate, methods, pretrain, unlearn, verify
+from amnesiac.cli import (
+    audit,
+    bench,
+    continual,
+    evaluate,
+    methods,
+    pretrain,
+    report,
+    unlearn,
+    verify,
+)
 from amnesiac.cli.common import PROG, CLIError
 from amnesiac.cli.flags import add_dataclass_flags
 from amnesiac.errors import AmnesiacError
 
 __all__ = ["PROG", "CLIError", "add_dataclass_flags", "build_parser", "main"]
 
-_COMMANDS = (methods, pretrain, unlearn, continual, verify, evaluate, audit, bench)
+_COMMANDS = (methods, pretrain, unlearn, continual, verify, evaluate, audit, report, bench)
 
 
 def _build() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:

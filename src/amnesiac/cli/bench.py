@@ -17,7 +17,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``bench`` command to ``subparsers``."""
     p: argparse.ArgumentParser = subparsers.add_parser(
         "bench",
-        help="run a benchmark grid and/or write its RESULTS.md",
+        help="run a benchmark grid and/or write its RESULTS.md and RESULTS.html",
         parents=[no_progress_flag()],
     )
     p.add_argument(
@@ -29,7 +29,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--report",
         action="store_true",
-        help="write RESULTS.md and the plots from the rows already there (runs nothing)",
+        help="write RESULTS.md, the plots and RESULTS.html (the same report as one page, plots "
+        "inline) from the rows already there (runs nothing)",
     )
     p.add_argument("--results", default=None, help="results file (default: from the grid)")
     p.add_argument(
@@ -63,6 +64,7 @@ def _show(row: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the grid's missing cells, or with ``--report`` write its report."""
     from amnesiac.bench import current_rows, load_grid, run_grid, write_report
+    from amnesiac.bench.html import html_path
 
     if args.workers is not None and args.workers < 1:
         raise InvalidSettingsError(f"--workers must be >= 1, got {args.workers}")
@@ -83,5 +85,5 @@ def run(args: argparse.Namespace) -> int:
         rows = current_rows(grid, results)
         command = f"amnesiac bench {args.grid}" + (" --full-retain" if args.full_retain else "")
         path = write_report(grid, rows, command=command)
-        print(f"wrote {path}")
+        print(f"wrote {path} and {html_path(path)}")
     return 0

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 import amnesiac
 from amnesiac.cli.flags import add_dataclass_flags, given
-from amnesiac.data import Splits
+from amnesiac.data import Splits, surrogate_test_rows
 from amnesiac.errors import AmnesiacError, CheckpointError
 from amnesiac.models import Checkpoint, load_checkpoint, load_pretrained
 
@@ -47,6 +49,21 @@ def check_fit(ckpt: Checkpoint, data: Splits, source: str) -> None:
         )
     if problems:
         raise CheckpointError("; ".join(problems) + "; pass a model trained on this dataset")
+
+
+def held_out_test(data: Splits, surrogate: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """D_test: the test split without the rows that ``surrogate`` takes as anchor images."""
+    rows_taken = surrogate_test_rows(surrogate, data.name, len(data.test_y)) if surrogate else None
+    if rows_taken is None:
+        return data.test_x, data.test_y
+    keep = torch.ones(len(data.test_y), dtype=torch.bool)
+    keep[rows_taken[0] : rows_taken[1]] = False
+    if not keep.any():
+        raise CLIError(
+            f"--surrogate {surrogate} takes every test image, leaving none for D_test; give a "
+            f"range, e.g. {data.name}:test:0:{len(data.test_y) // 2}"
+        )
+    return data.test_x[keep], data.test_y[keep]
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,6 +20,7 @@ from amnesiac.cli.common import (
     CLIError,
     check_fit,
     fmt,
+    held_out_test,
     load_model,
     method_config,
     table,
@@ -35,10 +39,10 @@ from amnesiac.data import (
     parse_forget,
     retain_eval_indices,
     retain_indices,
-    surrogate_test_rows,
 )
 from amnesiac.data.surrogate import SURROGATE_SPEC_HELP
-from amnesiac.ledger import Ledger, Request, forget_sha256
+from amnesiac.html_report import ledger_view, model_outcomes, relabel_run, render_report_html
+from amnesiac.ledger import Ledger, Request, file_sha256, forget_sha256
 from amnesiac.methods.base import MethodInfo, accepting
 from amnesiac.models import pretrained_path
 from amnesiac.models.checkpoint import checkpoint_bytes
@@ -82,6 +86,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--report", default=None, help="JSON report to write")
     p.add_argument("--forget-out", default=None, help="write the forget indices to this .txt")
     p.add_argument(
+        "--html",
+        default=None,
+        help="write the request's page: one self-contained HTML file with the forgotten images, "
+        "predictions before and after, per-class damage and, with --ledger, the ledger entry "
+        "(`amnesiac report` makes it later from a saved --report)",
+    )
+    p.add_argument(
         "--ledger",
         default=None,
         help="deletion ledger (JSON lines, hash-chained) to append this request to; the request "
@@ -117,6 +128,11 @@ def add_method_help(parser: argparse.ArgumentParser, argv: list[str]) -> None:
     add_dataclass_flags(group, amnesiac.get_method(method).config_cls)
 
 
+def _input_path(args: argparse.Namespace, dataset: str) -> str | Path:
+    """The file of the model the run starts from (the shipped one for ``--model shipped``)."""
+    return pretrained_path(dataset) if args.model in (None, "shipped") else args.model
+
+
 def _ledger_request(
     args: argparse.Namespace, dataset: str, forget: torch.Tensor, settings: dict[str, Any]
 ) -> Request:
@@ -126,7 +142,7 @@ def _ledger_request(
     check_writable(args.ledger)
     return Ledger(args.ledger).request(
         dataset=dataset,
-        input_model=pretrained_path(dataset) if args.model in (None, "shipped") else args.model,
+        input_model=_input_path(args, dataset),
         forget_indices=forget.tolist(),
         method=args.method,
         settings=settings,
@@ -160,7 +176,6 @@ def _sets(args: argparse.Namespace, data: Splits, forget: torch.Tensor, info: Me
     retain_ev = retain_eval_indices(len(data.train_y), forget, args.retain_eval_size, 0)
     f_set = (data.train_x[forget], data.train_y[forget])
     r_eval = (data.train_x[retain_ev], data.train_y[retain_ev])
-    test = (data.test_x, data.test_y)
     surrogate = None
     if args.surrogate:
         if info.name not in accepting("surrogate"):
@@ -169,17 +184,7 @@ def _sets(args: argparse.Namespace, data: Splits, forget: torch.Tensor, info: Me
                 + ", ".join(accepting("surrogate"))
             )
         surrogate = load_surrogate(args.surrogate, data_dir=args.data_dir, download=args.download)
-        rows_taken = surrogate_test_rows(args.surrogate, data.name, len(data.test_y))
-        if rows_taken is not None:  # D_test must not hold the anchors
-            keep = torch.ones(len(data.test_y), dtype=torch.bool)
-            keep[rows_taken[0] : rows_taken[1]] = False
-            if not keep.any():
-                raise CLIError(
-                    f"--surrogate {args.surrogate} takes every test image, leaving none for "
-                    "D_test; give a range, e.g. "
-                    f"{data.name}:test:0:{len(data.test_y) // 2}"
-                )
-            test = (data.test_x[keep], data.test_y[keep])
+    test = held_out_test(data, args.surrogate)  # D_test must not hold the anchors
     return _Sets(forget, retain_all, retain_ev, f_set, r_eval, test, surrogate)
 
 
@@ -239,6 +244,7 @@ def _report(
         "settings": result.config,
         "dataset": data.name,
         "model": source,
+        "model_sha256": file_sha256(_input_path(args, data.name)),
         "forget_spec": args.forget,
         "forget_indices": sets.forget.tolist(),
         "forget_sha256": forget_sha256(sets.forget),
@@ -265,9 +271,12 @@ def _write_outputs(
     request: Request | None,
     report: dict[str, Any],
 ) -> None:
-    """Write the model, then the ledger entry, the report and the forget indices."""
+    """Write the model, then the ledger entry, the report and the forget indices; the report
+    gains the model's path and SHA-256 (``out``, ``out_sha256``)."""
     if args.out:
-        atomic_write_bytes(outs[0], checkpoint_bytes(result.model, meta))
+        blob = checkpoint_bytes(result.model, meta)
+        report["out"], report["out_sha256"] = args.out, hashlib.sha256(blob).hexdigest()
+        atomic_write_bytes(outs[0], blob)
         print(f"saved {args.out}")
     if request is not None:  # after the model: a crash in between leaves no ledger entry
         entry = Ledger(args.ledger).record(
@@ -291,6 +300,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     """Unlearn ``--forget`` from ``--model``; print the outcome and write the outputs asked for."""
     config = method_config(args, extra)
     outs = [check_writable(p) for p in (args.out, args.report, args.forget_out) if p]
+    if args.html:
+        check_writable(args.html)
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
     ckpt, source = load_model(args.model, data.name)
     check_fit(ckpt, data, source)
@@ -302,6 +313,12 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             print(
                 f"request {request.request_id} is already in {args.ledger} with its model "
                 f"{args.out}; nothing to do"
+                + (
+                    ""
+                    if not args.html
+                    else " (no page written: `amnesiac report REPORT.json "
+                    "--html PAGE` makes it from the run's report)"
+                )
             )
             return 0
         if args.from_original:
@@ -338,6 +355,38 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         "settings": result.config,
     }
     report = _report(args, data, source, sets, before, after, result, seconds)
+    outcomes = None
+    if args.html:  # the models' outputs for the page, before anything is written
+        outcomes = model_outcomes(
+            ckpt.model,
+            result.model,
+            forget=sets.f_set,
+            test=sets.test,
+            forget_indices=sets.forget.tolist(),
+            relabel=relabel_run(report),
+        )
     # write every output only after everything succeeded
     _write_outputs(args, outs, {**ckpt.meta, "unlearned": unlearned}, result, request, report)
+    if args.html and outcomes is not None:
+        _write_html(args, report, outcomes, sets, data.classes)
     return 0
+
+
+def _write_html(
+    args: argparse.Namespace,
+    report: dict[str, Any],
+    outcomes: dict[str, Any],
+    sets: _Sets,
+    classes: Sequence[str],
+) -> None:
+    """The request's page, with its ledger entry when it went into a ledger."""
+    view = None
+    if args.ledger:
+        view = ledger_view(
+            args.ledger, output_sha256=report["out_sha256"], forget_sha256=report["forget_sha256"]
+        )
+    page = render_report_html(
+        report, outcomes=outcomes, forget_x=sets.f_set[0], classes=classes, ledger=view
+    )
+    atomic_write_text(args.html, page)
+    print(f"page {args.html} ({len(page.encode()) / 1024:.0f} KiB)")

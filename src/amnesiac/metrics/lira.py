@@ -99,4 +99,52 @@ def lira_summary(positive: Tensor, negative: Tensor) -> dict[str, float]:
     }
 
 
-__all__ = ["lira_offline", "lira_summary", "scaled_logit", "tpr_at_fpr"]
+def roc_points(positive: Tensor, negative: Tensor) -> dict[str, list[float]]:
+    """The ROC curve of scores, positives (D_f) against negatives (D_test), as percent.
+
+    Only the corners of the curve are kept (scikit-learn's ``drop_intermediate``), so it has
+    at most about twice as many points as there are positives: small enough for a JSON file,
+    and exact (the curve drawn through them is the full one).
+
+    Example:
+        >>> roc_points(torch.tensor([2.0, 3.0]), torch.tensor([0.0, 1.0]))
+        {'fpr': [0.0, 0.0, 0.0, 100.0], 'tpr': [0.0, 50.0, 100.0, 100.0]}
+    """
+    p, n = positive.double().cpu().numpy(), negative.double().cpu().numpy()
+    if len(p) == 0 or len(n) == 0:
+        return {"fpr": [], "tpr": []}
+    y = np.r_[np.ones(len(p)), np.zeros(len(n))]
+    fprs, tprs, _ = roc_curve(y, np.r_[p, n], drop_intermediate=True)
+    return {
+        "fpr": [round(float(v) * 100.0, 6) for v in fprs],
+        "tpr": [round(float(v) * 100.0, 6) for v in tprs],
+    }
+
+
+def score_histogram(scores: Tensor, bins: int = 40) -> dict[str, list[float]]:
+    """Counts of ``scores`` in ``bins`` equal bins between their smallest and largest value.
+
+    Returns ``{"edges": [...], "counts": [...]}`` (``bins + 1`` edges); empty lists for no
+    scores. Used for D_test's LiRA scores, which are too many to store one by one.
+
+    Example:
+        >>> score_histogram(torch.tensor([0.0, 1.0, 1.0, 2.0]), bins=2)
+        {'edges': [0.0, 1.0, 2.0], 'counts': [1, 3]}
+    """
+    s = scores.double().cpu().numpy()
+    s = s[np.isfinite(s)]
+    if len(s) == 0:
+        return {"edges": [], "counts": []}
+    lo, hi = float(s.min()), float(s.max())
+    counts, edges = np.histogram(s, bins=bins, range=(lo, hi if hi > lo else lo + 1.0))
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
+__all__ = [
+    "lira_offline",
+    "lira_summary",
+    "roc_points",
+    "scaled_logit",
+    "score_histogram",
+    "tpr_at_fpr",
+]
