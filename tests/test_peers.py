@@ -38,7 +38,8 @@ def test_random_wrong_labels_are_wrong_and_in_range(classes: int, labels: list[i
 
 def test_schedules_count_passes() -> None:
     assert passes_to_steps(10, 4, 1.0) == 3 and passes_to_steps(10, 4, 2.5) == 8
-    s = alternating_schedule(rounds=3, forget_rounds=2, forget_steps=2, retain_steps=1)
+    s = alternating_schedule(rounds=3, forget_rounds=2, n_forget=10, forget_batch=5, n_retain=3,
+                             retain_batch=4)  # fmt: skip
     assert [p for p, _ in s] == ["forget", "forget", "retain"] * 2 + ["retain"]
     assert [o for p, o in s if p == "retain"] == [1, 2, 3]
 

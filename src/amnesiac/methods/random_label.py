@@ -91,14 +91,12 @@ class RandomLabel(Unlearner):
 
     def prepare(self, model: nn.Module, original: nn.Module, data: UnlearnData) -> None:
         c = self.config
-        n_retain = 0 if data.retain_x is None else len(data.retain_x)
-        per_pass = -(-n_retain // c.batch_size)
         self.schedule = alternating_schedule(
-            rounds=c.epochs,
-            forget_rounds=c.epochs,
-            forget_steps=-(-len(data.forget_x) // c.batch_size),
-            retain_steps=per_pass if c.retain_steps == 0 else min(c.retain_steps, per_pass),
-        )
+            rounds=c.epochs, forget_rounds=c.epochs,
+            n_forget=len(data.forget_x), forget_batch=c.batch_size,
+            n_retain=0 if data.retain_x is None else len(data.retain_x),
+            retain_batch=c.batch_size, retain_cap=c.retain_steps,
+        )  # fmt: skip
 
     def step_budget(self, data: UnlearnData) -> int:
         return len(self.schedule)

@@ -105,14 +105,12 @@ class Scrub(Unlearner):
     def prepare(self, model: nn.Module, original: nn.Module, data: UnlearnData) -> None:
         c = self.config
         self.teacher = original
-        n_retain = 0 if data.retain_x is None else len(data.retain_x)
-        per_pass = -(-n_retain // c.batch_size)
         self.schedule = alternating_schedule(
-            rounds=c.rounds,
-            forget_rounds=c.max_rounds,
-            forget_steps=-(-len(data.forget_x) // c.forget_batch_size),
-            retain_steps=per_pass if c.retain_steps == 0 else min(c.retain_steps, per_pass),
-        )
+            rounds=c.rounds, forget_rounds=c.max_rounds,
+            n_forget=len(data.forget_x), forget_batch=c.forget_batch_size,
+            n_retain=0 if data.retain_x is None else len(data.retain_x),
+            retain_batch=c.batch_size, retain_cap=c.retain_steps,
+        )  # fmt: skip
 
     def step_budget(self, data: UnlearnData) -> int:
         return len(self.schedule)
