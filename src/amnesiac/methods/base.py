@@ -258,6 +258,22 @@ class Unlearner:
             perms.append(torch.randperm(n, generator=self.generator))
         return perms[epoch][pos * batch_size : (pos + 1) * batch_size].to(device)
 
+    def round_batch(
+        self, data: UnlearnData, entry: tuple[str, int], forget_batch: int, retain_batch: int
+    ) -> tuple[str, Tensor, Tensor]:
+        """The phase, images and labels of one :func:`alternating_schedule` entry: the next
+        batch of D_f (``forget_batch``) or of D_r (``retain_batch``), each from its own
+        reshuffling loader."""
+        phase, ordinal = entry
+        if phase == "forget":
+            x, y, size = data.forget_x, data.forget_y, forget_batch
+        elif data.retain_x is None or data.retain_y is None:
+            raise InvalidSettingsError(f"method {self.name!r} needs retain data; pass retain=")
+        else:
+            x, y, size = data.retain_x, data.retain_y, retain_batch
+        idx = self.epoch_batch(phase, len(x), size, ordinal, x.device)
+        return phase, x[idx], y[idx]
+
     def sample(self, n: int, size: int, device: torch.device) -> Tensor:
         """``size`` indices drawn without replacement from ``range(n)`` with the run's generator."""
         return torch.randperm(n, generator=self.generator)[: min(size, n)].to(device)

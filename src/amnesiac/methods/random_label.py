@@ -103,17 +103,10 @@ class RandomLabel(Unlearner):
 
     def loss(self, model: nn.Module, data: UnlearnData, step: int) -> dict[str, Tensor]:
         c = self.config
-        phase, ordinal = self.schedule[step - 1]
+        phase, x, y = self.round_batch(data, self.schedule[step - 1], c.batch_size, c.batch_size)
         if phase == "forget":
-            idx = self.epoch_batch(
-                "forget", len(data.forget_x), c.batch_size, ordinal, data.forget_x.device
-            )
-            wrong = random_wrong_labels(data.forget_y[idx], data.num_classes, self.generator)
-            lf = F.cross_entropy(model(data.forget_x[idx]), wrong)
+            wrong = random_wrong_labels(y, data.num_classes, self.generator)
+            lf = F.cross_entropy(model(x), wrong)
             return {"loss": lf, "forget": lf}
-        assert data.retain_x is not None and data.retain_y is not None  # reads retain
-        idx = self.epoch_batch(
-            "retain", len(data.retain_x), c.batch_size, ordinal, data.retain_x.device
-        )
-        lr_ = F.cross_entropy(model(data.retain_x[idx]), data.retain_y[idx])
+        lr_ = F.cross_entropy(model(x), y)
         return {"loss": lr_, "retain": lr_}

@@ -118,21 +118,13 @@ class Scrub(Unlearner):
     def loss(self, model: nn.Module, data: UnlearnData, step: int) -> dict[str, Tensor]:
         assert self.teacher is not None  # set in prepare
         c = self.config
-        phase, ordinal = self.schedule[step - 1]
+        entry = self.schedule[step - 1]
+        phase, x, y = self.round_batch(data, entry, c.forget_batch_size, c.batch_size)
         if phase == "forget":
-            idx = self.epoch_batch(
-                "forget", len(data.forget_x), c.forget_batch_size, ordinal, data.forget_x.device
-            )
-            x = data.forget_x[idx]
             with torch.no_grad():
                 teacher = self.teacher(x)
             kl = distill_kl(model(x), teacher, temperature=c.temperature)
             return {"loss": -kl, "forget_kl": kl}
-        assert data.retain_x is not None and data.retain_y is not None  # reads retain
-        idx = self.epoch_batch(
-            "retain", len(data.retain_x), c.batch_size, ordinal, data.retain_x.device
-        )
-        x, y = data.retain_x[idx], data.retain_y[idx]
         with torch.no_grad():
             teacher = self.teacher(x)
         out = model(x)
