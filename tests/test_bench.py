@@ -89,7 +89,7 @@ def test_digits_grid_end_to_end(tmp_path: Path, capsys) -> None:
     assert "## Membership inference" in text and "## Frontier" in text
     assert f"ran {len(rows)} of these cells" in text and "(the whole grid," in text
     assert "## Continual unlearning" in text and "| 3 |" in text
-    assert (tmp_path / "digits_continual_l2ul_seed0.png").stat().st_size > 1000
+    assert (tmp_path / "digits_continual_l2ul_3x4_seed0.png").stat().st_size > 1000
     continual = next(r for r in rows if r["kind"] == "continual")
     assert [x["round"] for x in continual["rounds"]] == [1, 2, 3]
     for s in summarize(rows):

@@ -82,7 +82,9 @@ def _slug(text: str) -> str:
 
 
 def write_continual_plot(row: dict[str, Any], out_dir: Path, prefix: str) -> str:
-    """Write the plot of a continual row's rounds; return its file name."""
-    name = f"{prefix}_continual_{_slug(row['label'])}_seed{row['seed']}.png"
-    plot_continual(row["rounds"], out_dir / name, f"{row['label']}, {row['k']} per round")
+    """Write the plot of a continual row's rounds; return its file name (the label, the number
+    of rounds and the seed, so two rows of one method differing in rounds keep their plots)."""
+    rounds = len(row["rounds"])
+    name = f"{prefix}_continual_{_slug(row['label'])}_{rounds}x{row['k']}_seed{row['seed']}.png"
+    plot_continual(row["rounds"], out_dir / name, f"{row['label']}, {rounds} rounds of {row['k']}")
     return name
