@@ -8,11 +8,17 @@
 * :mod:`amnesiac.ops.shrink`: the smallest fraction of an update that still meets the objective.
 * :mod:`amnesiac.ops.boundary`: the class of each input's nearest decision boundary (DeepFool).
 * :mod:`amnesiac.ops.project`: A-GEM projection of a gradient against a reference gradient.
+* :mod:`amnesiac.ops.dampen`: SSD's importances and selective dampening.
+* :mod:`amnesiac.ops.mahalanobis`: SCAR's class statistics and Mahalanobis distances.
+* :mod:`amnesiac.ops.nearest_adv`: AMUN's nearest adversarial example (L2 PGD, growing radius).
 """
 
 from amnesiac.ops.boundary import nearest_boundary_class
+from amnesiac.ops.dampen import ssd_dampen, ssd_importance
 from amnesiac.ops.importance import importance_penalty, mas_importance, normalize_importance
 from amnesiac.ops.layout import channels_last_copy, to_channels_last, to_contiguous
+from amnesiac.ops.mahalanobis import class_statistics, mahalanobis
+from amnesiac.ops.nearest_adv import nearest_adversarial
 from amnesiac.ops.pgd import paper_targets, pgd_l2, random_targets
 from amnesiac.ops.precision import autocast
 from amnesiac.ops.project import agem_project
@@ -23,9 +29,12 @@ __all__ = [
     "agem_project",
     "autocast",
     "channels_last_copy",
+    "class_statistics",
     "forget_proxies",
     "importance_penalty",
+    "mahalanobis",
     "mas_importance",
+    "nearest_adversarial",
     "nearest_boundary_class",
     "normalize_importance",
     "paper_targets",
@@ -33,6 +42,8 @@ __all__ = [
     "random_targets",
     "shift_images",
     "shrink_update",
+    "ssd_dampen",
+    "ssd_importance",
     "to_channels_last",
     "to_contiguous",
 ]
