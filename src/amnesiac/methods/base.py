@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from amnesiac.methods.registry import (
     register,
     registered,
 )
+from amnesiac.methods.schedule import alternating_schedule, passes_to_steps
 from amnesiac.methods.settings import Objective, StepConfig, UnlearnConfig
 from amnesiac.ops.layout import to_channels_last, to_contiguous
 from amnesiac.ops.precision import autocast
@@ -46,7 +46,9 @@ __all__ = [
     "UnlearnResult",
     "Unlearner",
     "accepting",
+    "alternating_schedule",
     "get_method",
+    "passes_to_steps",
     "register",
     "registered",
 ]
@@ -436,48 +438,6 @@ class _Run:
     forgotten: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
     fraction: float = 1.0
-
-
-def alternating_schedule(
-    *,
-    rounds: int,
-    forget_rounds: int,
-    n_forget: int,
-    forget_batch: int,
-    n_retain: int,
-    retain_batch: int,
-    retain_cap: int = 0,
-) -> list[tuple[str, int]]:
-    """The steps of a run in rounds (epochs): in each of the first ``forget_rounds`` rounds, a
-    pass over the ``n_forget`` forget instances in batches of ``forget_batch``, then in every
-    round a pass over the ``n_retain`` retained ones in batches of ``retain_batch``, cut to
-    ``retain_cap`` steps (0: the whole pass). Each entry is ``(phase, ordinal)``: ``"forget"``
-    or ``"retain"`` and the 1-based count of that phase's steps so far (for
-    :meth:`Unlearner.epoch_batch`).
-
-    Example:
-        >>> alternating_schedule(rounds=2, forget_rounds=1, n_forget=8, forget_batch=8,
-        ...                      n_retain=100, retain_batch=10, retain_cap=2)
-        [('forget', 1), ('retain', 1), ('retain', 2), ('retain', 3), ('retain', 4)]
-    """
-    forget_steps = -(-n_forget // forget_batch)
-    per_pass = -(-n_retain // retain_batch)
-    retain_steps = per_pass if retain_cap == 0 else min(retain_cap, per_pass)
-    out: list[tuple[str, int]] = []
-    n_f = n_r = 0
-    for r in range(1, rounds + 1):
-        if r <= forget_rounds:
-            out += [("forget", n_f + i) for i in range(1, forget_steps + 1)]
-            n_f += forget_steps
-        out += [("retain", n_r + i) for i in range(1, retain_steps + 1)]
-        n_r += retain_steps
-    return out
-
-
-def passes_to_steps(n: int, batch_size: int, passes: float) -> int:
-    """Steps of ``passes`` passes over ``n`` examples in batches of ``batch_size`` (the last
-    batch of a pass may be smaller), rounded up."""
-    return math.ceil(passes * -(-n // batch_size))
 
 
 def set_train_mode(model: nn.Module, *, bn_train: bool) -> None:
