@@ -33,6 +33,7 @@ from amnesiac.methods.registry import (
 )
 from amnesiac.methods.schedule import alternating_schedule, passes_to_steps
 from amnesiac.methods.settings import Objective, StepConfig, UnlearnConfig
+from amnesiac.methods.status import check_finite, forget_status, set_train_mode
 from amnesiac.ops.layout import to_channels_last, to_contiguous
 from amnesiac.ops.precision import autocast
 from amnesiac.ops.shrink import shrink_update
@@ -438,50 +439,3 @@ class _Run:
     forgotten: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
     fraction: float = 1.0
-
-
-def set_train_mode(model: nn.Module, *, bn_train: bool) -> None:
-    """Put ``model`` in train mode, with BatchNorm layers in eval mode unless ``bn_train``."""
-    model.train()
-    if not bn_train:
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
-
-
-@torch.no_grad()
-def forget_status(model: nn.Module, data: UnlearnData, *, batch_size: int) -> dict[str, float]:
-    """Forget-set accuracy in percent (and target accuracy for relabel) in eval mode.
-
-    ``forgotten`` is 1.0 when every instance meets the objective: predicted as its target
-    (relabel) or as anything but its true label (misclassify).
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        pred = torch.cat(
-            [
-                model(data.forget_x[i : i + batch_size]).argmax(1)
-                for i in range(0, len(data.forget_x), batch_size)
-            ]
-        )
-    finally:
-        model.train(was_training)
-    out = {"forget_acc": float((pred == data.forget_y).float().mean() * 100)}
-    if data.targets is not None:
-        hit = pred == data.targets
-        out["target_acc"] = float(hit.float().mean() * 100)
-        out["forgotten"] = float(bool(hit.all()))
-    else:
-        out["forgotten"] = float(bool((pred != data.forget_y).all()))
-    return out
-
-
-def check_finite(model: nn.Module, name: str) -> None:
-    """Raise :class:`DivergenceError` if any parameter or buffer is NaN or infinite."""
-    for key, t in [*model.named_parameters(), *model.named_buffers()]:
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            raise DivergenceError(
-                f"{name}: {key} became NaN or infinite; the input model is untouched. "
-                "Lower lr or raise the regularization"
-            )

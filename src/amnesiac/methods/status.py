@@ -1,0 +1,61 @@
+"""Checks the :class:`~amnesiac.methods.base.Unlearner` template runs around its steps: train/eval
+modes, whether the forget set meets the objective, and the divergence guard."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from amnesiac.errors import DivergenceError
+
+if TYPE_CHECKING:
+    from amnesiac.methods.base import UnlearnData
+
+
+def set_train_mode(model: nn.Module, *, bn_train: bool) -> None:
+    """Put ``model`` in train mode, with BatchNorm layers in eval mode unless ``bn_train``."""
+    model.train()
+    if not bn_train:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+@torch.no_grad()
+def forget_status(model: nn.Module, data: UnlearnData, *, batch_size: int) -> dict[str, float]:
+    """Forget-set accuracy in percent (and target accuracy for relabel) in eval mode.
+
+    ``forgotten`` is 1.0 when every instance meets the objective: predicted as its target
+    (relabel) or as anything but its true label (misclassify).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        pred = torch.cat(
+            [
+                model(data.forget_x[i : i + batch_size]).argmax(1)
+                for i in range(0, len(data.forget_x), batch_size)
+            ]
+        )
+    finally:
+        model.train(was_training)
+    out = {"forget_acc": float((pred == data.forget_y).float().mean() * 100)}
+    if data.targets is not None:
+        hit = pred == data.targets
+        out["target_acc"] = float(hit.float().mean() * 100)
+        out["forgotten"] = float(bool(hit.all()))
+    else:
+        out["forgotten"] = float(bool((pred != data.forget_y).all()))
+    return out
+
+
+def check_finite(model: nn.Module, name: str) -> None:
+    """Raise :class:`DivergenceError` if any parameter or buffer is NaN or infinite."""
+    for key, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise DivergenceError(
+                f"{name}: {key} became NaN or infinite; the input model is untouched. "
+                "Lower lr or raise the regularization"
+            )
