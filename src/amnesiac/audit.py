@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from amnesiac.api import Data
 from amnesiac.data.tensors import as_tensors
-from amnesiac.ledger import forget_sha256
+from amnesiac.hashing import forget_sha256
 from amnesiac.metrics.accuracy import accuracy_from_logits, predict_logits
 from amnesiac.metrics.cka import linear_cka
 from amnesiac.metrics.distance import output_distance

@@ -15,7 +15,6 @@ same request rewrites that model (the run is deterministic) and appends the entr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -23,11 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from torch import Tensor
-
 from amnesiac._io import atomic_write_bytes
 from amnesiac._versions import software_versions, utc_stamp
 from amnesiac.errors import AmnesiacError
+from amnesiac.hashing import (
+    canonical,
+    canonical_sha256,
+    entry_hash,
+    file_sha256,
+    forget_hash_matches,
+    forget_sha256,
+)
 
 if TYPE_CHECKING:
     from amnesiac.data import Splits
@@ -37,51 +42,6 @@ GENESIS = "0" * 64
 
 class LedgerError(AmnesiacError):
     """A ledger that cannot be read, whose chain is broken, or a request it refuses."""
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def canonical(value: Any) -> bytes:
-    """The canonical JSON bytes hashed by the ledger (sorted keys, no spaces)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-
-
-def entry_hash(entry: dict[str, Any]) -> str:
-    """SHA-256 of ``entry`` without its ``hash`` field."""
-    return hashlib.sha256(canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
-
-
-def forget_sha256(indices: Iterable[int] | Tensor) -> str:
-    """The one hash of a forget set, used by the ledger, reports, checkpoints and bench rows.
-
-    SHA-256 (hex) of the canonical JSON (:func:`canonical`) of the set's indices as a sorted
-    list of distinct integers, so the same set gives the same hash whatever its order.
-
-    Example:
-        >>> import hashlib
-        >>> forget_sha256([42, 3, 17]) == hashlib.sha256(b"[3,17,42]").hexdigest()
-        True
-    """
-    values = indices.tolist() if isinstance(indices, Tensor) else indices
-    return hashlib.sha256(canonical(sorted({int(i) for i in values}))).hexdigest()
-
-
-def _legacy_forget_sha256(indices: Iterable[int]) -> str:
-    """The ledger's hash before :func:`forget_sha256`: the list in its stored order."""
-    return hashlib.sha256(canonical([int(i) for i in indices])).hexdigest()
-
-
-def forget_hash_matches(indices: Iterable[int], recorded: str) -> bool:
-    """Whether ``recorded`` is the hash of ``indices`` (today's form, or an old ledger's)."""
-    values = list(indices)
-    return recorded in (forget_sha256(values), _legacy_forget_sha256(values))
 
 
 def entry_forgets(entry: dict[str, Any], sha256: str) -> bool:
@@ -345,12 +305,7 @@ class Ledger:
                 earlier.update(int(i) for i in e["forget_indices"])
             indices = sorted(earlier | set(indices))
         key: list[Any] = [in_sha, indices, method, settings]
-        rid = (
-            request_id
-            or hashlib.sha256(
-                canonical([*key, "from_original"] if from_original else key)
-            ).hexdigest()[:16]
-        )
+        rid = request_id or canonical_sha256([*key, "from_original"] if from_original else key)[:16]
         out = Path(output_model)
         last = entries[-1] if entries else None
         if (
@@ -374,7 +329,7 @@ class Ledger:
             "method": method,
             "preset": preset,
             "settings": settings,
-            "settings_sha256": hashlib.sha256(canonical(settings)).hexdigest(),
+            "settings_sha256": canonical_sha256(settings),
             "forget_count": len(indices),
             "forget_sha256": forget_sha256(indices),
             "input_model": str(in_path),

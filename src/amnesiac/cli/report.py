@@ -12,6 +12,7 @@ import torch
 from amnesiac._io import atomic_write_text, check_writable
 from amnesiac.cli.common import CLIError, check_fit, held_out_test, load_model
 from amnesiac.data import Splits, load_dataset, parse_forget
+from amnesiac.hashing import file_sha256, forget_sha256
 from amnesiac.html_report import (
     DEFAULT_MAX_IMAGES,
     ledger_view,
@@ -19,7 +20,6 @@ from amnesiac.html_report import (
     relabel_run,
     render_report_html,
 )
-from amnesiac.ledger import file_sha256, forget_sha256
 from amnesiac.models import Checkpoint, load_checkpoint, pretrained_path
 
 #: What a report must hold for its page (``amnesiac unlearn --report`` writes all of it).
