@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from amnesiac import distributed as dist_helpers
 from amnesiac._choices import choice_problems
 from amnesiac.errors import DivergenceError, InvalidSettingsError
 from amnesiac.ops.layout import to_channels_last, to_contiguous
@@ -72,6 +73,48 @@ class TrainRecipe:
         return asdict(self)
 
 
+@dataclass(frozen=True, kw_only=True)
+class PretrainSetup:
+    """A named pre-training setup (``amnesiac pretrain --recipe NAME``).
+
+    Attributes:
+        arch: Architecture name (:func:`amnesiac.create_model`).
+        recipe: The training recipe; flags given beside ``--recipe`` override its fields.
+        source: Where the setup comes from, and how it differs from there.
+    """
+
+    arch: str
+    recipe: TrainRecipe
+    source: str
+
+
+#: Named pre-training setups. ``cifar10-resnet18`` is the L2UL code's CIFAR-10 model and
+#: recipe (``main_pretrain_cifar10_resnet18.py``): ResNet-18 with a 3x3 stride-1 stem and the
+#: max-pool kept, SGD lr 0.01, momentum 0.9, weight decay 5e-4, cosine decay over 200 epochs,
+#: batch 128, random crop with 4 pixels of padding and flips; here under bfloat16 autocast
+#: (channels-last as always), the GPU path.
+PRETRAIN_SETUPS: dict[str, PretrainSetup] = {
+    "cifar10-resnet18": PretrainSetup(
+        arch="resnet18_maxpool",
+        recipe=TrainRecipe(
+            epochs=200,
+            lr=0.01,
+            momentum=0.9,
+            weight_decay=5e-4,
+            batch_size=128,
+            crop_padding=4,
+            flip=True,
+            warmup=0.0,
+            precision="bf16",
+        ),
+        source="L2UL (Cha et al., AAAI 2024), main_pretrain_cifar10_resnet18.py; differs in "
+        "the optimizer's Nesterov momentum, the cosine decay per step rather than per epoch, "
+        "weight decay left off biases and BatchNorm, bfloat16 autocast, and the "
+        "normalization (the training set's own channel statistics)",
+    ),
+}
+
+
 def augment(x: Tensor, *, padding: int, flip: bool, generator: torch.Generator) -> Tensor:
     """Random crop after zero padding and random horizontal flip, per sample, batched.
 
@@ -128,24 +171,55 @@ def train_classifier(
     *,
     progress: bool = False,
     on_epoch: Callable[[int, nn.Module], dict[str, float] | None] | None = None,
+    distributed: bool | None = None,
 ) -> nn.Module:
     """Train ``model`` in place on ``(x, y)`` with ``recipe``; returns it in eval mode.
+
+    In several processes (``torchrun``), the training is data-parallel: the model is wrapped
+    in ``DistributedDataParallel`` and each step's batch is shared out over the processes.
+    ``recipe.batch_size`` is the **global** batch, so nothing is rescaled: every process
+    draws the same seeded permutation and augmentation as one process would, takes every
+    ``world``-th image of each batch (``batch_size // world`` of them; a short last batch is
+    padded by repeating its first images so that every process has as many), and the
+    averaged gradients are those of the whole batch up to BatchNorm, whose batch statistics
+    are each process's own (no SyncBatchNorm; rank 0's running statistics are copied to
+    every process after each epoch). Every process ends with the same model, buffers
+    included; the loss shown and checked is the mean over the processes. Every process must
+    pass the same ``x``, ``y`` and recipe, and ``model`` on its own device
+    (``cuda:LOCAL_RANK`` on GPUs). In one process nothing of this happens, and the result is
+    what it always was.
 
     Args:
         model: The classifier (inputs in [0, 1]).
         x: Images ``(N, C, H, W)`` in [0, 1].
         y: Labels ``(N,)``.
         recipe: The training recipe.
-        progress: Show a progress bar.
+        progress: Show a progress bar (on rank 0 only).
         on_epoch: Called after each epoch with ``(epoch, model)``; may return numbers to show
             in the progress bar (e.g. test accuracy). The model is in eval mode during the call.
+            In several processes it is called on every process (with the unwrapped model), so
+            it may itself share out and reduce work (:mod:`amnesiac.distributed`).
+        distributed: ``None``: data-parallel when a process group of more than one process
+            is up (:func:`amnesiac.distributed.init`, which the CLI calls under torchrun) and
+            no :func:`amnesiac.distributed.local` block is open. ``True``: join the
+            launcher's group if need be and train data-parallel. ``False``: this process
+            alone (what shadow models and benchmark cells do: whole jobs per rank).
 
     Raises:
         DivergenceError: The loss became NaN or infinite.
+        InvalidSettingsError: ``batch_size`` is not divisible by the number of processes, or
+            ``distributed=True`` without a launcher.
     """
+    world, rank = _data_parallel(distributed, recipe.batch_size)
     gen = torch.Generator().manual_seed(recipe.seed)
     if len(x):
         to_channels_last(model, x[:1])  # speed only; back to the default layout at the end
+    net: nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        cuda = x.device.type == "cuda"
+        net = DistributedDataParallel(model, device_ids=[x.device] if cuda else None)
     params_decay = [p for p in model.parameters() if p.ndim > 1]
     params_other = [p for p in model.parameters() if p.ndim <= 1]
     opt = torch.optim.SGD(
@@ -161,23 +235,29 @@ def train_classifier(
     steps_per_epoch = math.ceil(n / recipe.batch_size)
     total = steps_per_epoch * recipe.epochs
     step = 0
-    bar = tqdm(total=total, disable=not progress, desc="train", unit="step", leave=False)
+    show = progress and rank == 0
+    bar = tqdm(total=total, disable=not show, desc="train", unit="step", leave=False)
     try:
         for epoch in range(recipe.epochs):
-            model.train()
+            net.train()
             perm = torch.randperm(n, generator=gen).to(x.device)
             running = 0.0
             for i in range(steps_per_epoch):
                 idx = perm[i * recipe.batch_size : (i + 1) * recipe.batch_size]
                 xb = augment(x[idx], padding=recipe.crop_padding, flip=recipe.flip, generator=gen)
+                yb = y[idx]
+                if world > 1:  # this process's share of the global batch
+                    part = rank_part(len(idx), rank, world).to(x.device)
+                    xb, yb = xb[part], yb[part]
                 for group in opt.param_groups:
                     group["lr"] = recipe.lr * one_cycle(step, total, recipe.warmup)
                 with autocast(recipe.precision, xb.device.type):
-                    loss = nn.functional.cross_entropy(model(xb), y[idx])
-                if not torch.isfinite(loss):
+                    loss = nn.functional.cross_entropy(net(xb), yb)
+                shown_loss = _mean_over_processes(loss) if world > 1 else loss
+                if not torch.isfinite(shown_loss):
                     raise DivergenceError(
-                        f"training loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}; "
-                        "lower the learning rate"
+                        f"training loss became {shown_loss.item()} at epoch {epoch + 1}, "
+                        f"step {i + 1}; lower the learning rate"
                     )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -186,16 +266,74 @@ def train_classifier(
                 # region ends: inside a caller's region every later step would run with the
                 # weights of the first step
                 torch.clear_autocast_cache()
-                running = 0.98 * running + 0.02 * loss.item() if i else loss.item()
+                running = 0.98 * running + 0.02 * shown_loss.item() if i else shown_loss.item()
                 step += 1
                 bar.update()
                 if step % 20 == 0:
                     bar.set_postfix(epoch=epoch + 1, loss=f"{running:.3f}")
             model.eval()
+            if world > 1:  # every process holds rank 0's model, BatchNorm statistics included
+                _broadcast_buffers(model)
             shown = on_epoch(epoch, model) if on_epoch is not None else None
             logger.info("epoch %d/%d loss %.4f %s", epoch + 1, recipe.epochs, running, shown or "")
     finally:
         bar.close()
+        del net  # DistributedDataParallel's hooks go with it
         to_contiguous(model)
     model.eval()
     return model
+
+
+def rank_part(m: int, rank: int, world: int) -> Tensor:
+    """Positions in a batch of ``m`` that process ``rank`` of ``world`` trains on.
+
+    Every ``world``-th position starting at ``rank``, after padding the batch to a multiple of
+    ``world`` by repeating its first positions (as ``DistributedSampler`` pads an epoch), so
+    that every process gets ``ceil(m / world)`` positions and together they cover the batch.
+
+    Example:
+        >>> rank_part(5, 1, 2).tolist()
+        [1, 3, 0]
+    """
+    size = -(-m // world) * world
+    return (torch.arange(size) % m)[rank::world]
+
+
+def _data_parallel(distributed: bool | None, batch_size: int) -> tuple[int, int]:
+    """``(world, rank)`` of a :func:`train_classifier` run: ``(1, 0)`` in one process."""
+    if distributed is False:
+        return 1, 0
+    if distributed and not dist_helpers.init() and not dist_helpers.active():
+        raise InvalidSettingsError(
+            "distributed=True needs several processes: start them with torchrun "
+            "(torchrun --nproc-per-node N ...)"
+        )
+    if not dist_helpers.active():
+        return 1, 0
+    world, rank = dist_helpers.world_size(), dist_helpers.rank()
+    if batch_size % world:
+        raise InvalidSettingsError(
+            f"batch_size {batch_size} is the global batch of {world} processes and must be "
+            f"divisible by {world}; use {batch_size - batch_size % world} or "
+            f"{batch_size + world - batch_size % world}"
+        )
+    return world, rank
+
+
+def _broadcast_buffers(model: nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) to every process: each process's last
+    forward pass of an epoch updated its own."""
+    import torch.distributed as dist
+
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)
+
+
+def _mean_over_processes(loss: Tensor) -> Tensor:
+    """The loss averaged over the processes (for the divergence check and the progress bar:
+    every process then stops at the same step)."""
+    import torch.distributed as dist
+
+    mean = loss.detach().clone()
+    dist.all_reduce(mean)
+    return mean / dist.get_world_size()
