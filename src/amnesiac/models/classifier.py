@@ -11,13 +11,14 @@ from torch import Tensor, nn
 from amnesiac._names import suggest
 from amnesiac.errors import InvalidSettingsError, UnknownNameError
 from amnesiac.models.plain import plaincnn, plaincnn_nobn
-from amnesiac.models.resnet import SmallCNN, resnet18, resnet20
+from amnesiac.models.resnet import SmallCNN, resnet18, resnet18_maxpool, resnet20
 
 Builder = Callable[..., nn.Module]
 
 _ARCHS: dict[str, Builder] = {
     "resnet20": resnet20,
     "resnet18": resnet18,
+    "resnet18_maxpool": resnet18_maxpool,
     "cnn": SmallCNN,
     "plaincnn": plaincnn,
     "plaincnn_nobn": plaincnn_nobn,
@@ -103,9 +104,10 @@ def create_model(
     """Build an untrained :class:`ImageClassifier` by architecture name.
 
     Args:
-        arch: ``resnet20``, ``resnet18``, ``cnn``, ``plaincnn`` / ``plaincnn_nobn`` (no
-            residual connections, with / without BatchNorm), or ``tv:NAME`` for a torchvision
-            model (e.g. ``tv:resnet50``), built without pre-trained weights.
+        arch: ``resnet20``, ``resnet18`` (no max-pool), ``resnet18_maxpool`` (L2UL's CIFAR-10
+            network), ``cnn``, ``plaincnn`` / ``plaincnn_nobn`` (no residual connections,
+            with / without BatchNorm), or ``tv:NAME`` for a torchvision model (e.g.
+            ``tv:resnet50``), built without pre-trained weights.
         in_channels: Number of image channels.
         num_classes: Number of classes.
         mean: Per-channel normalization mean (default 0).

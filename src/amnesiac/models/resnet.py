@@ -2,7 +2,11 @@
 
 ``resnet20`` is the 3-stage network of the ResNet paper's CIFAR section (16/32/64 channels, three
 basic blocks per stage, about 0.27 M parameters). ``resnet18`` is the torchvision ResNet-18 layout
-with a 3x3 stride-1 stem and no max-pool, as used for CIFAR in the L2UL code.
+with a 3x3 stride-1 stem and no max-pool (the common CIFAR variant, 32x32 feature maps in the first
+stage). ``resnet18_maxpool`` is the network of the L2UL code for CIFAR-10 (its ``resnet.py``): the
+same 3x3 stride-1 stem, with torchvision's 3x3 stride-2 max-pool kept after it (16x16 maps in the
+first stage, about 4x fewer operations). Both have the same weights (11.2 M parameters), so the same
+state dict loads into either; a checkpoint records which one it is by its ``arch``.
 """
 
 from __future__ import annotations
@@ -46,10 +50,13 @@ class ResNet(nn.Module):
         *,
         in_channels: int,
         num_classes: int,
+        maxpool: bool = False,
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
+        #: torchvision's max-pool after the stem (no weights, so the state dict is the same)
+        self.stem_pool: nn.Module = nn.MaxPool2d(3, 2, 1) if maxpool else nn.Identity()
         layers: list[nn.Module] = []
         in_planes = widths[0]
         for i, (n, width) in enumerate(zip(blocks, widths, strict=True)):
@@ -72,7 +79,7 @@ class ResNet(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """Penultimate features ``(N, D)``."""
-        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.stem_pool(torch.relu(self.bn1(self.conv1(x))))
         return torch.flatten(self.pool(self.layers(out)), 1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -88,6 +95,18 @@ def resnet18(*, in_channels: int, num_classes: int) -> ResNet:
     """ResNet-18 with a CIFAR stem (3x3 conv, stride 1, no max-pool)."""
     return ResNet(
         (2, 2, 2, 2), (64, 128, 256, 512), in_channels=in_channels, num_classes=num_classes
+    )
+
+
+def resnet18_maxpool(*, in_channels: int, num_classes: int) -> ResNet:
+    """ResNet-18 as the L2UL code builds it for CIFAR-10: 3x3 stride-1 stem, then torchvision's
+    3x3 stride-2 max-pool (Cha et al., AAAI 2024, ``resnet.py``)."""
+    return ResNet(
+        (2, 2, 2, 2),
+        (64, 128, 256, 512),
+        in_channels=in_channels,
+        num_classes=num_classes,
+        maxpool=True,
     )
 
 
