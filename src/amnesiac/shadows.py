@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from amnesiac import distributed
 from amnesiac.data.datasets import Splits
 from amnesiac.models import create_model
 from amnesiac.models.checkpoint import load_checkpoint, model_meta, save_checkpoint
@@ -95,42 +96,89 @@ def train_shadows(
         cache_dir: Cache folder (:func:`default_cache_dir` when ``None``); created if missing.
         progress: Show a progress bar over the shadow models.
         on_shadow: Called with ``(index, loaded_from_cache)`` after each model.
+
+    In several processes (``torchrun``, :func:`amnesiac.distributed.init`), rank ``r`` of
+    ``w`` trains models ``r, r + w, ...`` (whole models, one process each: the shadow models
+    are independent), skipping those already in the cache, and ``on_shadow`` is called for
+    those only; after a barrier every rank loads all ``n``. The models are the ones one
+    process would train: each has its own seed. ``cache_dir`` must then be one folder that
+    every rank sees.
     """
     if n < 2:
         raise ValueError(f"LiRA needs at least 2 shadow models, got {n}")
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     key = shadow_key(data, arch, recipe, seed)
-    c = data.input_shape[0]
+    members = [shadow_membership(len(data.train_y), i, seed) for i in range(n)]
+
+    def path(i: int) -> Path:
+        return folder / f"{data.name}-{arch}-{key}-{i}.safetensors"
+
+    def trained(i: int) -> ImageClassifier:
+        return _train_shadow(data, arch, recipe, members[i], seed=seed, index=i, key=key,
+                             path=path(i))  # fmt: skip
+
+    if distributed.active():
+        # each rank trains its share of the missing models into the shared cache, then every
+        # rank loads all of them
+        mine = distributed.share(range(n))
+        show = progress and distributed.is_main()
+        for i in tqdm(mine, desc="shadow models (rank 0's share)", unit="model", disable=not show):
+            cached = path(i).is_file()
+            if not cached:
+                trained(i)
+            if on_shadow is not None:
+                on_shadow(i, cached)
+        distributed.barrier()
+        missing = [str(path(i)) for i in range(n) if not path(i).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"shadow models {', '.join(missing)} are missing after every rank trained its "
+                "share: the cache folder must be one folder that every rank sees (a shared "
+                "file system across machines); pass the same --cache to every rank"
+            )
+        return Shadows(
+            models=[load_checkpoint(path(i)).model for i in range(n)],
+            members=torch.stack(members),
+        )
     models: list[ImageClassifier] = []
-    members = []
     for i in tqdm(range(n), desc="shadow models", unit="model", disable=not progress):
-        member = shadow_membership(len(data.train_y), i, seed)
-        members.append(member)
-        path = folder / f"{data.name}-{arch}-{key}-{i}.safetensors"
-        cached = path.is_file()
-        if cached:
-            models.append(load_checkpoint(path).model)
-        else:
-            torch.manual_seed(seed * 1_000_003 + i)
-            model = create_model(
-                arch, in_channels=c, num_classes=data.num_classes, mean=data.mean, std=data.std
-            )
-            r = TrainRecipe(**{**recipe.to_dict(), "seed": seed * 1_000_003 + i})
-            train_classifier(model, data.train_x[member], data.train_y[member], r)
-            meta = model_meta(
-                arch,
-                in_channels=c,
-                num_classes=data.num_classes,
-                mean=data.mean,
-                std=data.std,
-                input_shape=list(data.input_shape),
-                dataset=data.name,
-                recipe=r.to_dict(),
-                shadow={"key": key, "index": i, "seed": seed},
-            )
-            save_checkpoint(model, path, meta)  # atomic: a killed run leaves no partial model
-            models.append(model.eval())
+        cached = path(i).is_file()
+        models.append(load_checkpoint(path(i)).model if cached else trained(i))
         if on_shadow is not None:
             on_shadow(i, cached)
     return Shadows(models=models, members=torch.stack(members))
+
+
+def _train_shadow(
+    data: Splits,
+    arch: str,
+    recipe: TrainRecipe,
+    member: Tensor,
+    *,
+    seed: int,
+    index: int,
+    key: str,
+    path: Path,
+) -> ImageClassifier:
+    """Train shadow model ``index`` in this process alone and save it atomically to ``path``."""
+    c = data.input_shape[0]
+    torch.manual_seed(seed * 1_000_003 + index)
+    model = create_model(
+        arch, in_channels=c, num_classes=data.num_classes, mean=data.mean, std=data.std
+    )
+    r = TrainRecipe(**{**recipe.to_dict(), "seed": seed * 1_000_003 + index})
+    train_classifier(model, data.train_x[member], data.train_y[member], r, distributed=False)
+    meta = model_meta(
+        arch,
+        in_channels=c,
+        num_classes=data.num_classes,
+        mean=data.mean,
+        std=data.std,
+        input_shape=list(data.input_shape),
+        dataset=data.name,
+        recipe=r.to_dict(),
+        shadow={"key": key, "index": index, "seed": seed},
+    )
+    save_checkpoint(model, path, meta)  # atomic: a killed run leaves no partial model
+    return model.eval()
