@@ -100,7 +100,8 @@ def _header(grid: Grid, rows: list[dict[str, Any]], command: str) -> list[str]:
 
 
 def _workers_line(rows: list[dict[str, Any]]) -> str:
-    """How the cells shared the machine (cells at once, torch threads each)."""
+    """How the cells shared the machine (cells at once, torch threads each) and, from rows
+    that record it, how many torchrun ranks ran them."""
     cells = [r for r in rows if r.get("kind") != "speed"]
     workers = sorted({int(r.get("workers", 1)) for r in cells}) or [1]
     threads = sorted({int(r["threads"]) for r in cells if "threads" in r})
@@ -109,6 +110,12 @@ def _workers_line(rows: list[dict[str, Any]]) -> str:
         f"cells ran {'/'.join(map(str, workers))} at a time with "
         f"{'/'.join(map(str, threads)) or '?'} torch thread(s) each"
     )
+    ranks = sorted({int(r.get("ranks", 1)) for r in cells}) or [1]
+    if ranks != [1]:
+        text += (
+            f", on {'/'.join(map(str, ranks))} rank(s) of torchrun, each running its share "
+            "of the cells"
+        )
     if speed:
         text += f"; the speed cell ran first, with {speed[-1].get('threads', '?')} torch thread(s)"
     return text

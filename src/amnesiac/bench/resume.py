@@ -1,4 +1,4 @@
-"""Which rows of a results file are current: the resume rule of a grid run.
+"""A grid's results file: its rows, appended safely, and which are current (the resume rule).
 
 A row describes its cell while it ran with the settings the cell resolves to today; settings a
 method gained or lost since are matched at the value that reproduces the old behaviour.
@@ -6,14 +6,21 @@ method gained or lost since are matched at the value that reproduces the old beh
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import amnesiac
 from amnesiac.bench.grid import Cell, Grid
+
+try:
+    import fcntl
+except ImportError:  # not on Windows
+    fcntl = None  # type: ignore[assignment]
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -27,6 +34,39 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return rows
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    """Append one JSON line and fsync it, so an interruption loses at most the current cell.
+
+    Safe from several processes at once (the ranks of ``torchrun ... bench``): the append
+    holds an exclusive ``flock`` on the file (across machines, the file system must honour
+    it, as NFSv4 does). A torn last line left by a killed writer is ended first, so it spoils
+    no later row (:func:`read_rows` skips it).
+    """
+    line = (json.dumps(row, sort_keys=True) + "\n").encode()
+    with path.open("a+b") as f, _locked(f.fileno()):
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                line = b"\n" + line
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def _locked(fd: int) -> Iterator[None]:
+    """An exclusive lock on an open file for the block (no lock where ``fcntl`` is missing,
+    where only one process appends)."""
+    if fcntl is None:
+        yield
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 #: Settings added to a settings class after rows were recorded, each with the value that

@@ -19,12 +19,14 @@ import torch
 from tqdm.auto import tqdm
 
 import amnesiac
+from amnesiac import distributed
 from amnesiac._versions import STAMP_FORMAT
 from amnesiac._versions import utc_stamp as utc_now
 from amnesiac.bench.grid import Cell, Grid
 from amnesiac.bench.resume import (
     ADDED_SETTINGS,
     REMOVED_SETTINGS,
+    append_row,
     cell_config,
     cell_settings,
     current_rows,
@@ -35,11 +37,13 @@ from amnesiac.bench.resume import (
 from amnesiac.bench.speed import measure_speed
 from amnesiac.continual import run_continual
 
-# the resume rule lives in amnesiac.bench.resume; its names stay importable from here
+# the resume rule and the rows file live in amnesiac.bench.resume; their names stay importable
+# from here
 __all__ = [
     "ADDED_SETTINGS",
     "REMOVED_SETTINGS",
     "STAMP_FORMAT",
+    "append_row",
     "cell_config",
     "cell_settings",
     "cpu_name",
@@ -75,14 +79,6 @@ def environment() -> dict[str, Any]:
 
 def sha256_json(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def append_row(path: Path, row: dict[str, Any]) -> None:
-    """Append one JSON line and fsync it, so an interruption loses at most the current cell."""
-    with path.open("a") as f:
-        f.write(json.dumps(row, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 class _Context:
@@ -209,7 +205,8 @@ def run_cell(ctx: _Context, cell: Cell) -> dict[str, Any]:
     }
     run = {"speed": _run_speed, "continual": _run_continual}.get(cell.kind, _run_unlearn)
     try:
-        run(ctx, cell, row)
+        with distributed.local():  # a cell is one rank's job (retrain: no DDP inside)
+            run(ctx, cell, row)
     except Exception as e:  # a failed cell is a row, and the grid goes on
         row.update(
             status="failed",
@@ -305,8 +302,20 @@ def run_grid(
     measures throughput, so it always runs first and alone. Every row records when this call
     started (``grid_started``), so the report can tell the wall time of a grid run in one
     sitting, shadow models included.
+
+    In several processes (``torchrun ... -m amnesiac bench GRID``, after
+    :func:`amnesiac.distributed.init`), every rank reads the same pending cells, the shadow
+    models are shared out (:func:`amnesiac.train_shadows`), rank 0 runs the speed cell while
+    the others wait, and rank ``r`` of ``w`` runs every ``w``-th of the other pending cells,
+    longest first (``workers`` at a time, as above). All append to the one ``results`` file
+    (:func:`append_row` locks it), and every row records ``ranks`` (``w``) and its ``rank``.
+    Each rank returns once every rank is done. A rerun, with any number of ranks, runs what
+    is still missing, as in one process.
     """
-    started = utc_now()
+    ranks = distributed.world_size() if distributed.active() else 1
+    rank = distributed.rank() if ranks > 1 else 0
+    # one start for every rank (the earliest), so the report sees one run
+    started = time.strftime(STAMP_FORMAT, time.gmtime(distributed.all_reduce_min(int(time.time()))))
     results = results or grid.path.parent / grid.results
     workers = grid.workers if workers is None else workers
     if workers < 1:
@@ -314,26 +323,58 @@ def run_grid(
     # a row counts as done only if it ran with the settings the cell resolves to today
     done = {r["id"] for r in matching_rows(grid, results) if r.get("status") == "ok"}
     todo = [c for c in grid.cells if c.id not in done]
+    distributed.barrier()  # every rank has read the same pending cells before any row is added
     if grid.shadows and any(c.audit for c in todo):
-        # trained once here and loaded by the cells; without a recipe each audited cell
-        # records the error in its row
+        # trained once here (shared out over the ranks) and loaded by the cells; without a
+        # recipe each audited cell records the error in its row
         with contextlib.suppress(ValueError):
             _Context(grid).shadows(progress=progress)
-    if todo:
-        bar = tqdm(total=len(todo), disable=not progress, desc=f"bench {grid.name}", unit="cell")
+    mine = todo
+    if ranks > 1:
+        speed = [c for c in todo if c.kind == "speed"]
+        if speed and rank == 0:  # alone, as in one process
+            for row in _rows(grid, speed, 1):
+                _record(row, results, on_row, workers=1, started=started, ranks=ranks, rank=0)
+        distributed.barrier()
+        mine = distributed.share(_longest_first([c for c in todo if c.kind != "speed"]))
+    if mine:
+        bar = tqdm(total=len(mine), disable=not progress, desc=f"bench {grid.name}", unit="cell")
         try:
-            for row in _rows(grid, todo, workers):
-                row["workers"] = workers
-                row["grid_started"] = started
-                row["finished"] = utc_now()
-                append_row(results, row)
+            for row in _rows(grid, mine, workers):
+                _record(row, results, on_row, workers, started, ranks, rank)
                 bar.set_postfix_str(f"{row['label']} k={row['k']} seed={row['seed']}")
                 bar.update()
-                if on_row is not None:
-                    on_row(row)
         finally:
             bar.close()
+    distributed.barrier()  # the rows of every rank are in
     return current_rows(grid, results)
+
+
+def _record(
+    row: dict[str, Any],
+    results: Path,
+    on_row: Callable[[dict[str, Any]], None] | None,
+    workers: int,
+    started: str,
+    ranks: int,
+    rank: int,
+) -> None:
+    """Stamp a finished cell's row with how and when it ran, and append it."""
+    row["workers"] = workers
+    row["grid_started"] = started
+    row["finished"] = utc_now()
+    row["ranks"] = ranks
+    row["rank"] = rank
+    append_row(results, row)
+    if on_row is not None:
+        on_row(row)
+
+
+def _longest_first(cells: list[Cell]) -> list[Cell]:
+    """Cells longest first, so that no long cell ends the grid with the other workers idle:
+    methods that train from scratch, then the most forget instances (steps and batches grow
+    with k); ties keep the grid's order."""
+    return sorted(cells, key=lambda c: (_is_iterative(c.method), -c.k * max(c.rounds, 1)))
 
 
 def _rows(grid: Grid, todo: list[Cell], workers: int) -> Iterator[dict[str, Any]]:
@@ -350,9 +391,7 @@ def _rows(grid: Grid, todo: list[Cell], workers: int) -> Iterator[dict[str, Any]
         for cell in speed:
             yield run_cell(ctx, cell)
         del ctx
-    # longest first, so that no long cell ends the grid with the other workers idle: methods
-    # that train from scratch, then the most forget instances (steps and batches grow with k)
-    rest.sort(key=lambda c: (_is_iterative(c.method), -c.k * max(c.rounds, 1)))
+    rest = _longest_first(rest)
     threads = max(1, torch.get_num_threads() // workers)
     # spawn, not fork: a forked child of a process that already ran OpenMP threads can hang
     spawn = multiprocessing.get_context("spawn")
