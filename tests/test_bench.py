@@ -18,7 +18,7 @@ from amnesiac.bench import (
     summarize,
     write_report,
 )
-from amnesiac.bench.tables import frontier_table
+from amnesiac.bench.tables import choice_table, frontier_table
 from amnesiac.cli import main
 from amnesiac.models import create_model
 from amnesiac.models.checkpoint import model_meta, save_checkpoint
@@ -128,6 +128,37 @@ def test_frontier_table_pivots_drop_by_k() -> None:
     assert lines[0] == "| method | k=8 | k=32 |"
     assert lines[2] == "| a | 2.00 ± 1.41 (1/2) | 2.00 (1/1) |"
     assert lines[3] == "| b |  | 0.50 (1/1) |"
+
+
+def test_choice_table_puts_methods_in_blocks_by_what_they_read() -> None:
+    def row(label: str, method: str, k: int, drop: float, **extra: object) -> dict:
+        return {
+            **_unlearn_row(label, k, 0, 10.0),
+            "method": method,
+            "after_test_acc": 90.0 - drop,
+            **extra,
+        }
+
+    rows = [
+        row("ngr", "neg_grad_retain", 32, 0.3),
+        row("fo", "l2ul", 32, 3.0, audited=True, after_lira_auc=0.1),
+        row("fo", "l2ul", 128, 10.0),
+        row("jit", "jit", 32, 0.1),
+        row("sur", "l2ul", 32, 0.6, surrogate="fashion-mnist:test:0:5000"),
+        row("scar", "scar", 32, 0.5),
+    ]
+    lines = choice_table(summarize(rows), rows)
+    assert lines[0].startswith("| reads | method | k=32: D_test drop / D_f acc | k=128:")
+    body = [line.split(" | ")[:3] for line in lines[2:]]
+    assert body == [
+        ["| forget only", "jit", "0.10 / 0.0%"],
+        ["| forget only", "fo", "3.00 / 0.0%"],
+        ["| forget + unlabeled images", "scar", "0.50 / 0.0%"],
+        ["| forget + unlabeled images", "sur", "0.60 / 0.0%"],
+        ["| forget + D_r", "ngr", "0.30 / 0.0%"],
+    ]
+    assert lines[3].endswith("| 0.100 | 10 / 10 |")  # fo's LiRA AUC; its seconds at both ks
+    assert lines[2].endswith("| - | 10 / - |")  # jit: not audited, no k=128 row
 
 
 def _unlearn_row(label: str, k: int, seed: int, seconds: float) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections import defaultdict
 from typing import Any
@@ -191,3 +192,84 @@ def continual_table(rounds: list[dict[str, Any]]) -> list[str]:
             for x in rounds
         ],
     ]
+
+
+def reads_of(row: dict[str, Any]) -> str:
+    """What a row's method read besides the model: ``forget only``, ``forget + unlabeled
+    images`` (a surrogate set) or ``forget + D_r``, from the method's registry entry."""
+    try:
+        info = amnesiac.get_method(row["method"])
+    except amnesiac.AmnesiacError:
+        return "unknown"
+    if info.needs_retain:
+        return "forget + D_r"
+    if row.get("surrogate") or "surrogate" in info.reads:
+        return "forget + unlabeled images"
+    return "forget only"
+
+
+def _uncapped(label: str) -> str:
+    """A summary label without the "(capped at N steps)" that :func:`summarize` adds."""
+    return re.sub(r" \(capped at \d+ steps\)$", "", label)
+
+
+#: The blocks of :func:`choice_table`, in order.
+READS_BLOCKS = ("forget only", "forget + unlabeled images", "forget + D_r")
+
+
+def choice_table(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[str]:
+    """ "Which method should I use": one line per method, in blocks by what it reads, with its
+    D_test drop and D_f accuracy at each k, the LiRA AUC of its audited runs after unlearning
+    and its seconds; within a block, the lowest drop first at the k most methods ran at."""
+    ks = sorted({s["k"] for s in summary})
+    reads: dict[str, str] = {}
+    for r in rows:
+        if r.get("kind") == "unlearn" and r.get("status") == "ok":
+            reads.setdefault(r["label"], reads_of(r))
+    by_label: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    for s in summary:
+        # a capped label carries its cap in the summary; the rows know it by the bare label
+        by_label[s["label"]][s["k"]] = s
+    lira: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        if r.get("audited") and r.get("status") == "ok" and "after_lira_auc" in r:
+            lira[r["label"]].append(r["after_lira_auc"])
+    # rank at the k most methods ran at (ties: the one nearest the middle of the grid's ks)
+    mid = max(
+        ks,
+        key=lambda k: (sum(k in v for v in by_label.values()), -abs(ks.index(k) - len(ks) // 2)),
+        default=0,
+    )
+    head = (
+        "| reads | method | "
+        + " | ".join(f"k={k}: D_test drop / D_f acc" for k in ks)
+        + " | LiRA AUC after (audited runs) | seconds ("
+        + " / ".join(f"k={k}" for k in ks)
+        + ") |"
+    )
+    lines = [head, "|---|---|" + "---|" * len(ks) + "---|---|"]
+    for block in (*READS_BLOCKS, "unknown"):
+        labels = [lab for lab in by_label if reads.get(_uncapped(lab), "unknown") == block]
+
+        def key(label: str) -> float:
+            at = by_label[label].get(mid)
+            return statistics.fmean(at["test_drop"]) if at else math.inf
+
+        for label in sorted(labels, key=key):
+            cells = []
+            for k in ks:
+                got = by_label[label].get(k)
+                cells.append(
+                    f"{mean_std(got['test_drop'], 2)} / {mean_std(got['forget_acc'])}%"
+                    if got
+                    else ""
+                )
+            seconds = " / ".join(
+                f"{statistics.fmean(by_label[label][k]['seconds']):.0f}"
+                if k in by_label[label]
+                else "-"
+                for k in ks
+            )
+            auc = mean_std(lira[_uncapped(label)], 3)
+            lines.append(f"| {block} | {label} | " + " | ".join(cells) + f" | {auc} | {seconds} |")
+    return lines
