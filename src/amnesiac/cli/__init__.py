@@ -8,11 +8,14 @@ settings dataclass by :mod:`amnesiac.cli.flags`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import amnesiac
+from amnesiac import distributed
 from amnesiac._io import OutputPathError
 from amnesiac.cli import (
     audit,
@@ -52,6 +55,35 @@ def build_parser() -> argparse.ArgumentParser:
     return _build()[0]
 
 
+#: The commands that run in several processes under torchrun (the rest run in one).
+DISTRIBUTED_COMMANDS = ("pretrain", "unlearn", "audit", "bench")
+
+
+@contextlib.contextmanager
+def _processes(args: argparse.Namespace) -> Iterator[None]:
+    """Under torchrun: join the process group for the command, and let rank 0 alone print
+    and show progress (the commands write files on rank 0 only). Nothing in one process."""
+    if not distributed.launched():
+        yield
+        return
+    if args.command not in DISTRIBUTED_COMMANDS:
+        raise CLIError(
+            f"`{PROG} {args.command}` runs in one process; under torchrun only "
+            f"{', '.join(DISTRIBUTED_COMMANDS)} run (start it without torchrun)"
+        )
+    distributed.init()
+    try:
+        if distributed.is_main():
+            yield
+            return
+        if hasattr(args, "no_progress"):
+            args.no_progress = True
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            yield
+    finally:
+        distributed.shutdown()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input or a failed request)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -70,10 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         takes_extra = getattr(args, "takes_extra", False)
         if extra and not takes_extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        code: int = args.func(args, extra) if takes_extra else args.func(args)
+        with _processes(args):
+            code: int = args.func(args, extra) if takes_extra else args.func(args)
         return code
     except (AmnesiacError, OutputPathError) as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
+        where = f" (rank {distributed.rank()})" if distributed.launched() else ""
+        print(f"{PROG}: error{where}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)

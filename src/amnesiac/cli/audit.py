@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import amnesiac
+from amnesiac import distributed
 from amnesiac._io import atomic_write_text, check_writable
 from amnesiac.cli.common import CLIError, check_fit, fmt, load_model, table
 from amnesiac.cli.flags import data_flags, forget_epilog, no_progress_flag, retain_eval_size_flag
@@ -38,7 +39,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=int,
         default=8,
         help="shadow models for LiRA, trained once with the original's recipe and cached "
-        "(0: skip LiRA; default 8)",
+        "(0: skip LiRA; default 8); under torchrun each rank trains its share of them, then "
+        "rank 0 audits",
     )
     p.add_argument("--cache", default=str(default_cache_dir()), help="shadow-model cache folder")
     p.add_argument("--relearn-max-steps", type=int, default=200, help="cap of the relearn time")
@@ -60,7 +62,8 @@ def _shadows(
             "trained like it; pass --shadows 0 to skip LiRA"
         )
     recipe = TrainRecipe(**meta["recipe"])
-    print(f"LiRA: {args.shadows} shadow models ({meta['arch']}, cached under {args.cache})")
+    ranks = f", shared out over {distributed.world_size()} ranks" if distributed.active() else ""
+    print(f"LiRA: {args.shadows} shadow models ({meta['arch']}, cached under {args.cache}{ranks})")
     return train_shadows(
         data,
         meta["arch"],
@@ -118,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     forget = parse_forget(args.forget, data.train_y)
     retain = retain_eval_indices(len(data.train_y), forget, args.retain_eval_size, args.seed)
     shadows = _shadows(args, original, o_src, data)
+    if not distributed.is_main():  # under torchrun the ranks share out the shadow models only
+        return 0
     result = amnesiac.audit(
         unlearned.model,
         original.model,

@@ -1,4 +1,5 @@
-"""``amnesiac pretrain``: train a classifier from scratch and save it."""
+"""``amnesiac pretrain``: train a classifier from scratch and save it (data-parallel under
+torchrun)."""
 
 from __future__ import annotations
 
@@ -9,45 +10,95 @@ from typing import Any
 import torch
 
 import amnesiac
+from amnesiac import distributed
 from amnesiac._io import check_writable
 from amnesiac._versions import software_versions
-from amnesiac.cli.common import fmt
+from amnesiac.cli.common import CLIError, fmt
 from amnesiac.cli.flags import add_dataclass_flags, data_flags, given
-from amnesiac.data import load_dataset
+from amnesiac.data import Splits, load_dataset
 from amnesiac.models import list_archs, model_meta
-from amnesiac.training import TrainRecipe
+from amnesiac.training import PRETRAIN_SETUPS, TrainRecipe
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``pretrain`` command to ``subparsers``."""
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "pretrain", help="train a classifier from scratch and save it", parents=[data_flags()]
+        "pretrain",
+        help="train a classifier from scratch and save it",
+        parents=[data_flags()],
+        epilog="Under `torchrun --nproc-per-node N -m amnesiac pretrain ...` the training is "
+        "data-parallel (--batch-size is the global batch) and rank 0 writes --out.",
     )
-    p.add_argument("--arch", default="resnet20", help="one of " + ", ".join(list_archs()))
+    p.add_argument(
+        "--recipe",
+        default=None,
+        choices=sorted(PRETRAIN_SETUPS),
+        help="a named setup: its architecture and training recipe (flags given beside it "
+        "override them); cifar10-resnet18 is the L2UL paper's CIFAR-10 ResNet-18",
+    )
+    p.add_argument(
+        "--arch", default=None, help="one of " + ", ".join(list_archs()) + " (default: resnet20)"
+    )
     p.add_argument("--out", required=True, help="checkpoint to write (safetensors)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="where to train: auto (the GPU of this process if CUDA is available, else the "
+        "CPU), cpu, cuda or cuda:N (default: auto)",
+    )
     p.set_defaults(func=run, _recipe_fields=add_dataclass_flags(p, TrainRecipe))
     return p
+
+
+def _device(spec: str) -> torch.device:
+    """The device of ``--device``."""
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", distributed.local_rank())
+        return torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        problem = f"--device {spec!r} is not a device; use auto, cpu, cuda or cuda:N"
+        raise CLIError(problem) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"--device {spec} asks for CUDA, which this machine lacks; use cpu")
+    return device
+
+
+def _test_accuracy(model: torch.nn.Module, data: Splits) -> float:
+    """Test accuracy in percent, each process measuring its share of the test images."""
+    rows = torch.arange(distributed.rank(), len(data.test_y), distributed.world_size())
+    acc = amnesiac.evaluate(model, test=(data.test_x[rows], data.test_y[rows]))["test_acc"]
+    correct, total = distributed.all_reduce_sum([acc * len(rows) / 100, len(rows)])
+    return 100.0 * correct / total
 
 
 def run(args: argparse.Namespace) -> int:
     """Train ``--arch`` on ``--dataset`` with the recipe flags; write ``--out``."""
     out = check_writable(args.out)
-    recipe = TrainRecipe(**given(args, args._recipe_fields))
+    setup = PRETRAIN_SETUPS[args.recipe] if args.recipe else None
+    base = setup.recipe.to_dict() if setup else {}
+    recipe = TrainRecipe(**{**base, **given(args, args._recipe_fields)})
+    arch = args.arch or (setup.arch if setup else "resnet20")
+    device = _device(args.device)
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
     c, h, w = data.input_shape
     torch.manual_seed(recipe.seed)
     model = amnesiac.create_model(
-        args.arch, in_channels=c, num_classes=data.num_classes, mean=data.mean, std=data.std
-    )
+        arch, in_channels=c, num_classes=data.num_classes, mean=data.mean, std=data.std
+    ).to(device)
+    processes = distributed.world_size() if distributed.active() else 1
+    on = f" on {device}" + (f", {processes} processes" if processes > 1 else "")
     print(
-        f"pretraining {args.arch} on {data.name}: {len(data.train_y)} train, "
-        f"{len(data.test_y)} test images, {recipe.epochs} epochs"
+        f"pretraining {arch} on {data.name}: {len(data.train_y)} train, "
+        f"{len(data.test_y)} test images, {recipe.epochs} epochs{on}"
     )
     accs: list[float] = []
     t0 = time.perf_counter()
 
     def on_epoch(epoch: int, m: torch.nn.Module) -> dict[str, float]:
-        acc = amnesiac.evaluate(m, test=(data.test_x, data.test_y))["test_acc"]
+        acc = _test_accuracy(m, data)
         accs.append(acc)
         print(
             f"epoch {epoch + 1}/{recipe.epochs}: test accuracy {acc:.2f}% "
@@ -57,10 +108,16 @@ def run(args: argparse.Namespace) -> int:
         return {"test_acc": acc}
 
     amnesiac.train_classifier(
-        model, data.train_x, data.train_y, recipe, progress=True, on_epoch=on_epoch
+        model,
+        data.train_x.to(device),
+        data.train_y.to(device),
+        recipe,
+        progress=True,
+        on_epoch=on_epoch,
     )
+    given_recipe = f"--recipe {args.recipe} " if args.recipe else ""
     meta = model_meta(
-        args.arch,
+        arch,
         in_channels=c,
         num_classes=data.num_classes,
         mean=data.mean,
@@ -70,11 +127,15 @@ def run(args: argparse.Namespace) -> int:
         classes=list(data.classes),
         recipe=recipe.to_dict(),
         test_acc=accs[-1] if accs else None,
-        trained_by=f"amnesiac pretrain --dataset {data.name} --arch {args.arch} "
+        trained_by=f"amnesiac pretrain --dataset {data.name} {given_recipe}--arch {arch} "
         f"--epochs {recipe.epochs} --seed {recipe.seed}",
         versions=software_versions(),
         seconds=round(time.perf_counter() - t0, 1),
+        processes=processes,
+        device=device.type,
     )
-    amnesiac.save_checkpoint(model, out, meta)
+    if distributed.is_main():  # every process holds the same model; one writes it
+        amnesiac.save_checkpoint(model, out, meta)
+    distributed.barrier()  # the file is there for every process once this returns
     print(f"saved {out} (test accuracy {fmt(accs[-1] if accs else None)}%)")
     return 0

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 import amnesiac
+from amnesiac import distributed
 from amnesiac._io import atomic_write_bytes, atomic_write_text, check_writable
 from amnesiac._versions import software_versions
 from amnesiac.cli.common import (
@@ -48,6 +49,9 @@ from amnesiac.models import pretrained_path
 from amnesiac.models.checkpoint import checkpoint_bytes
 
 DEFAULT_METHOD = "l2ul"
+#: The methods `unlearn` runs under torchrun: those that train data-parallel
+#: (:func:`amnesiac.train_classifier`); the others would only repeat the same work per process.
+DATA_PARALLEL_METHODS = ("retrain",)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -324,6 +328,11 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         if args.from_original:
             forget = torch.tensor(request.forget_indices, dtype=torch.int64)
     info = amnesiac.get_method(args.method)
+    if distributed.active() and args.method not in DATA_PARALLEL_METHODS:
+        raise CLIError(
+            f"under torchrun, `unlearn` runs {', '.join(DATA_PARALLEL_METHODS)} (data-parallel "
+            f"training); method {args.method!r} runs in one process: start it without torchrun"
+        )
     sets = _sets(args, data, forget, info)
     print(
         f"{args.method}: forgetting {len(forget)} of {len(data.train_y)} {data.name} training "
@@ -365,10 +374,13 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             forget_indices=sets.forget.tolist(),
             relabel=relabel_run(report),
         )
-    # write every output only after everything succeeded
-    _write_outputs(args, outs, {**ckpt.meta, "unlearned": unlearned}, result, request, report)
-    if args.html and outcomes is not None:
-        _write_html(args, report, outcomes, sets, data.classes)
+    # write every output only after everything succeeded; under torchrun every process holds
+    # the same model and rank 0 writes
+    if distributed.is_main():
+        _write_outputs(args, outs, {**ckpt.meta, "unlearned": unlearned}, result, request, report)
+        if args.html and outcomes is not None:
+            _write_html(args, report, outcomes, sets, data.classes)
+    distributed.barrier()
     return 0
 
 
