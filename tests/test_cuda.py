@@ -1,4 +1,5 @@
-"""The library on a CUDA device: every method, the shared ops and the metrics.
+"""The library on a CUDA device: every method, the shared ops, the metrics, the CIFAR-10
+ResNet-18 training setup and (with 2 GPUs) data-parallel training.
 
 Skipped where no GPU is present (as on CI); run on a machine with one. Each check compares the GPU
 run with the same run on the CPU or with the contract every method keeps.
@@ -7,6 +8,10 @@ run with the same run on the CPU or with the contract every method keeps.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +23,7 @@ from amnesiac.data import Splits
 from amnesiac.methods.base import registered
 from amnesiac.models import model_meta
 from amnesiac.ops import mas_importance, pgd_l2, shrink_update
+from amnesiac.training import PRETRAIN_SETUPS
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CUDA = torch.device("cuda")
@@ -98,3 +104,37 @@ def test_checkpoint_of_a_cuda_model(tmp_path: Path, tiny_model, digits: Splits) 
     loaded = amnesiac.load_checkpoint(tmp_path / "m.safetensors").model
     ref = model.cpu().state_dict()
     assert all(torch.equal(v.cpu(), ref[k]) for k, v in loaded.state_dict().items())
+
+
+def test_cifar10_resnet18_setup_trains_on_cuda() -> None:
+    """The paper's CIFAR-10 setup (resnet18_maxpool, bf16 autocast, channels-last) on
+    CIFAR-shaped images: a few steps, finite, back in the default layout."""
+    setup = PRETRAIN_SETUPS["cifar10-resnet18"]
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(512, 3, 32, 32, generator=g), torch.randint(0, 10, (512,), generator=g)
+    torch.manual_seed(0)
+    model = amnesiac.create_model(setup.arch, in_channels=3, num_classes=10).to(CUDA)
+    recipe = dataclasses.replace(setup.recipe, epochs=1)
+    amnesiac.train_classifier(model, x.to(CUDA), y.to(CUDA), recipe)
+    assert all(torch.isfinite(p).all() and p.is_contiguous() for p in model.parameters())
+    assert model(x[:4].to(CUDA)).shape == (4, 10)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices")
+def test_two_gpus_train_data_parallel(tmp_path: Path, digits: Splits) -> None:
+    """torchrun with 2 processes, one GPU each (nccl): the same checkpoint on every rank and the
+    accuracy of one process (tests/test_distributed.py runs the same on the CPU with gloo)."""
+    from distributed_worker import RECIPE, digits_model
+    from test_distributed import ACCURACY_TOLERANCE, WORKER, ranks
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    env = {**os.environ, "WORKER_DEVICE": "cuda"}
+    done = subprocess.run([*cmd, str(WORKER), "train", str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    seen = ranks(tmp_path)
+    assert seen[0]["memory"] == seen[1]["memory"] == seen[0]["file"] == seen[1]["file"]
+    model = digits_model().to(CUDA)
+    amnesiac.train_classifier(model, digits.train_x.to(CUDA), digits.train_y.to(CUDA), RECIPE)
+    single = amnesiac.evaluate(model, test=(digits.test_x, digits.test_y))["test_acc"]
+    assert abs(seen[0]["test_acc"] - single) <= ACCURACY_TOLERANCE

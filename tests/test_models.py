@@ -37,6 +37,20 @@ def test_resnet20_size_and_shapes() -> None:
     ).shape == (1, 100)
 
 
+def test_resnet18_maxpool_is_resnet18_with_the_stem_pool_kept() -> None:
+    """L2UL's CIFAR-10 network: the same weights as resnet18, the first stage at half the
+    resolution (16x16 maps from 32x32 images, 32x32 without the max-pool)."""
+    plain = create_model("resnet18", in_channels=3, num_classes=10)
+    pooled = create_model("resnet18_maxpool", in_channels=3, num_classes=10)
+    assert plain.state_dict().keys() == pooled.state_dict().keys()
+    pooled.load_state_dict(plain.state_dict())
+    sizes = {}
+    for name, m in (("plain", plain), ("pooled", pooled)):
+        m.net.layers[0].register_forward_hook(lambda _m, _i, o, n=name: sizes.update({n: o.shape}))
+        assert m(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert sizes["plain"][-2:] == (32, 32) and sizes["pooled"][-2:] == (16, 16)
+
+
 def test_torchvision_models_by_name() -> None:
     m = create_model("tv:resnet18", in_channels=1, num_classes=7)
     assert m(torch.rand(2, 1, 32, 32)).shape == (2, 7)
