@@ -22,6 +22,7 @@ from amnesiac.bench.runner import STAMP_FORMAT, cpu_name
 from amnesiac.bench.tables import (
     audit_table,
     capped_at,
+    choice_table,
     continual_table,
     find_row,
     frontier_table,
@@ -45,6 +46,7 @@ def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Pat
     lines = [
         *_header(grid, rows, command),
         *_speed(rows, grid.compare),
+        *_choice(summary, rows),
         *_summary(summary, images),
         *_audit(rows),
         *_ablation(rows),
@@ -217,6 +219,26 @@ def _speed_probes(s: dict[str, Any]) -> list[str]:
     if gains:
         lines.append("A plain forward+backward pass is " + ", and ".join(gains) + ".")
     return lines
+
+
+def _choice(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[str]:
+    """The "which method" table, when the grid has more than one method."""
+    if len({s["label"] for s in summary}) < 2:
+        return []
+    return [
+        "## Which method",
+        "",
+        "Each method once, in blocks by what it reads besides the model: D_test drop in points "
+        "/ D_f accuracy in percent (mean ± std over seeds) at each k, the LiRA AUC of D_f "
+        "against D_test after unlearning in the audited runs (0.5: D_f scores like unseen "
+        "data; far below 0.5 is a signal too, of D_f pushed out of the model's ordinary "
+        "behaviour), and the mean seconds at each k. Within a block, the lowest drop first. "
+        "A method with D_f well above 0% did not meet amnesiac's objective (misclassify every "
+        "forget instance); the peers aim at looking like the retrained model instead.",
+        "",
+        *choice_table(summary, rows),
+        "",
+    ]
 
 
 def _summary(summary: list[dict[str, Any]], images: list[str]) -> list[str]:
