@@ -9,9 +9,9 @@ from typing import Any
 import amnesiac
 from amnesiac import distributed
 from amnesiac._io import atomic_write_text, check_writable
-from amnesiac.cli.common import CLIError, check_fit, fmt, load_model, table
+from amnesiac.cli.common import CLIError, check_fit, fmt, load_data, load_model, table
 from amnesiac.cli.flags import data_flags, forget_epilog, no_progress_flag, retain_eval_size_flag
-from amnesiac.data import Splits, load_dataset, parse_forget, retain_eval_indices
+from amnesiac.data import Splits, parse_forget, retain_eval_indices
 from amnesiac.models import Checkpoint, load_checkpoint
 from amnesiac.shadows import Shadows, default_cache_dir, train_shadows
 from amnesiac.training import TrainRecipe
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_writable(args.out)
     if args.shadows == 1 or args.shadows < 0:
         raise CLIError(f"--shadows must be 0 (no LiRA) or at least 2, got {args.shadows}")
-    data = load_dataset(args.dataset, args.data_dir, download=args.download)
+    data = load_data(args)
     original, o_src = load_model(args.original, data.name)
     check_fit(original, data, o_src)
     unlearned = load_checkpoint(args.model)

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from amnesiac import distributed
 from amnesiac._io import check_writable
 from amnesiac.cli.common import tqdm_write
 from amnesiac.cli.flags import no_progress_flag
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
         )
         print(f"{len(rows)} rows in {results} ({time.perf_counter() - t0:.0f} s this run)")
-    else:
+    elif distributed.is_main():  # under torchrun one rank writes the report
         rows = current_rows(grid, results)
         command = f"amnesiac bench {args.grid}" + (" --full-retain" if args.full_retain else "")
         path = write_report(grid, rows, command=command)

@@ -7,8 +7,9 @@ import argparse
 import torch
 
 import amnesiac
+from amnesiac import distributed
 from amnesiac.cli.flags import add_dataclass_flags, given
-from amnesiac.data import Splits, surrogate_test_rows
+from amnesiac.data import Splits, load_dataset, surrogate_test_rows
 from amnesiac.errors import AmnesiacError, CheckpointError
 from amnesiac.models import Checkpoint, load_checkpoint, load_pretrained
 
@@ -25,6 +26,18 @@ def load_model(spec: str | None, dataset: str) -> tuple[Checkpoint, str]:
         ckpt = load_pretrained(dataset)
         return ckpt, f"shipped:{dataset}"
     return load_checkpoint(spec), spec
+
+
+def load_data(args: argparse.Namespace) -> Splits:
+    """The dataset of ``--dataset``, ``--data-dir`` and ``--download``; under torchrun, with
+    ``--download``, rank 0 fetches it while the other ranks wait, then they read its files."""
+    first = args.download and distributed.active()
+    if first and not distributed.is_main():
+        distributed.barrier()
+    data = load_dataset(args.dataset, args.data_dir, download=args.download)
+    if first and distributed.is_main():
+        distributed.barrier()
+    return data
 
 
 def check_fit(ckpt: Checkpoint, data: Splits, source: str) -> None:

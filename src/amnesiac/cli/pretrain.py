@@ -13,9 +13,9 @@ import amnesiac
 from amnesiac import distributed
 from amnesiac._io import check_writable
 from amnesiac._versions import software_versions
-from amnesiac.cli.common import CLIError, fmt
+from amnesiac.cli.common import CLIError, fmt, load_data
 from amnesiac.cli.flags import add_dataclass_flags, data_flags, given
-from amnesiac.data import Splits, load_dataset
+from amnesiac.data import Splits
 from amnesiac.models import list_archs, model_meta
 from amnesiac.training import PRETRAIN_SETUPS, TrainRecipe
 
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     recipe = TrainRecipe(**{**base, **given(args, args._recipe_fields)})
     arch = args.arch or (setup.arch if setup else "resnet20")
     device = _device(args.device)
-    data = load_dataset(args.dataset, args.data_dir, download=args.download)
+    data = load_data(args)
     c, h, w = data.input_shape
     torch.manual_seed(recipe.seed)
     model = amnesiac.create_model(

@@ -22,6 +22,7 @@ from amnesiac.cli.common import (
     check_fit,
     fmt,
     held_out_test,
+    load_data,
     load_model,
     method_config,
     table,
@@ -35,7 +36,6 @@ from amnesiac.cli.flags import (
 )
 from amnesiac.data import (
     Splits,
-    load_dataset,
     load_surrogate,
     parse_forget,
     retain_eval_indices,
@@ -306,7 +306,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     outs = [check_writable(p) for p in (args.out, args.report, args.forget_out) if p]
     if args.html:
         check_writable(args.html)
-    data = load_dataset(args.dataset, args.data_dir, download=args.download)
+    data = load_data(args)
     ckpt, source = load_model(args.model, data.name)
     check_fit(ckpt, data, source)
     forget = parse_forget(args.forget, data.train_y)
