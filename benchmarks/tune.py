@@ -62,7 +62,8 @@ CANDIDATES: dict[str, dict] = {
     **{f"jit lr{lr:g}": {"method": "jit", "lr": lr} for lr in (3e-4, 3e-5, 1e-5, 3e-6, 3e-7)},
     **{f"mu_mis lr{lr:g}": {"method": "mu_mis", "lr": lr}
        for lr in (1e-3, 1e-4, 1e-5, 3e-6, 1e-6)},
-    **{f"ssd alpha{a:g}": {"method": "ssd", "alpha": a} for a in (10.0, 5.0, 3.0, 1.0, 0.3)},
+    **{f"ssd alpha{a:g}": {"method": "ssd", "alpha": a}
+       for a in (100.0, 30.0, 10.0, 5.0, 3.0, 1.0, 0.3)},
     **{f"ssd label-free alpha{a:g}": {"method": "ssd", "importance": "output_norm", "alpha": a}
        for a in (10.0, 1.0)},
     "P": P,
