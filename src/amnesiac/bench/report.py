@@ -342,8 +342,8 @@ def _continual(rows: list[dict[str, Any]], out_dir: Path, prefix: str) -> list[s
 
 
 def _included(grid: Grid) -> list[str]:
-    """The results and continual tables of the grids named in ``include``, each from its own
-    results file (their plots are in their own reports)."""
+    """The "which method", results and continual tables of the grids named in ``include``,
+    each from its own results file (their plots are in their own reports)."""
     lines: list[str] = []
     for rel in grid.include:
         other = load_grid(grid.path.parent / rel)
@@ -366,6 +366,8 @@ def _included(grid: Grid) -> list[str]:
             "",
         ]
         summary = summarize(rows)
+        if len({s["label"] for s in summary}) > 1:
+            lines += ["### Which method", "", *choice_table(summary, rows), ""]
         if summary:
             lines += [*results_table(summary), ""]
         continual = _continual(rows, grid.path.parent, other.name.replace(" ", "_"))
