@@ -141,8 +141,14 @@ def test_two_ranks_share_the_shadow_models(tmp_path: Path, digits) -> None:  # t
     assert seen[0]["loaded"] == seen[1]["loaded"]
     data = dataclasses.replace(digits, train_x=digits.train_x[:600], train_y=digits.train_y[:600])
     # the same 4 models trained in one process: the same weights and the same LiRA scores
-    alone = train_shadows(data, "cnn", SHADOW_RECIPE, n=4, cache_dir=tmp_path / "one",
-                          progress=False)  # fmt: skip
+    # (with one torch thread, as each rank has: another thread count sums in another order)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = train_shadows(data, "cnn", SHADOW_RECIPE, n=4, cache_dir=tmp_path / "one",
+                              progress=False)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
     assert [state_hash(m) for m in alone.models] == seen[0]["loaded"]
     shared = train_shadows(data, "cnn", SHADOW_RECIPE, n=4, cache_dir=tmp_path / "cache",
                            progress=False)  # fmt: skip
