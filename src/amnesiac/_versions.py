@@ -27,6 +27,7 @@ def software_versions() -> dict[str, str]:
 STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
-def utc_stamp() -> str:
-    """The time now in UTC, as ledger entries and bench rows record it (``STAMP_FORMAT``)."""
-    return time.strftime(STAMP_FORMAT, time.gmtime())
+def utc_stamp(seconds: float | None = None) -> str:
+    """The time now (or ``seconds`` since the epoch) in UTC, as ledger entries and bench rows
+    record it (``STAMP_FORMAT``)."""
+    return time.strftime(STAMP_FORMAT, time.gmtime(seconds))

@@ -156,6 +156,21 @@ def all_reduce_sum(values: Sequence[float]) -> list[float]:
     return [float(v) for v in t.tolist()]
 
 
+def processes() -> int:
+    """How many processes work together here: :func:`world_size` where collectives reach
+    them (:func:`active`), else 1."""
+    return dist.get_world_size() if active() else 1
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Rank 0's buffers of ``module`` (e.g. BatchNorm running statistics) to every process, in
+    place (nothing in one process)."""
+    if not active():
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)
+
+
 def all_reduce_min(value: int) -> int:
     """The smallest of every process's ``value`` (``value`` itself in one process)."""
     if not active():

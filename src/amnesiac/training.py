@@ -253,10 +253,13 @@ def train_classifier(
                     group["lr"] = recipe.lr * one_cycle(step, total, recipe.warmup)
                 with autocast(recipe.precision, xb.device.type):
                     loss = nn.functional.cross_entropy(net(xb), yb)
-                shown_loss = _mean_over_processes(loss) if world > 1 else loss
-                if not torch.isfinite(shown_loss):
+                # the mean over the processes, so every process stops at the same step
+                shown_loss = loss.item()
+                if world > 1:
+                    shown_loss = dist_helpers.all_reduce_sum([shown_loss])[0] / world
+                if not math.isfinite(shown_loss):
                     raise DivergenceError(
-                        f"training loss became {shown_loss.item()} at epoch {epoch + 1}, "
+                        f"training loss became {shown_loss} at epoch {epoch + 1}, "
                         f"step {i + 1}; lower the learning rate"
                     )
                 opt.zero_grad(set_to_none=True)
@@ -266,14 +269,14 @@ def train_classifier(
                 # region ends: inside a caller's region every later step would run with the
                 # weights of the first step
                 torch.clear_autocast_cache()
-                running = 0.98 * running + 0.02 * shown_loss.item() if i else shown_loss.item()
+                running = 0.98 * running + 0.02 * shown_loss if i else shown_loss
                 step += 1
                 bar.update()
                 if step % 20 == 0:
                     bar.set_postfix(epoch=epoch + 1, loss=f"{running:.3f}")
             model.eval()
             if world > 1:  # every process holds rank 0's model, BatchNorm statistics included
-                _broadcast_buffers(model)
+                dist_helpers.broadcast_buffers(model)
             shown = on_epoch(epoch, model) if on_epoch is not None else None
             logger.info("epoch %d/%d loss %.4f %s", epoch + 1, recipe.epochs, running, shown or "")
     finally:
@@ -318,22 +321,3 @@ def _data_parallel(distributed: bool | None, batch_size: int) -> tuple[int, int]
             f"{batch_size + world - batch_size % world}"
         )
     return world, rank
-
-
-def _broadcast_buffers(model: nn.Module) -> None:
-    """Rank 0's buffers (BatchNorm running statistics) to every process: each process's last
-    forward pass of an epoch updated its own."""
-    import torch.distributed as dist
-
-    for buffer in model.buffers():
-        dist.broadcast(buffer, src=0)
-
-
-def _mean_over_processes(loss: Tensor) -> Tensor:
-    """The loss averaged over the processes (for the divergence check and the progress bar:
-    every process then stops at the same step)."""
-    import torch.distributed as dist
-
-    mean = loss.detach().clone()
-    dist.all_reduce(mean)
-    return mean / dist.get_world_size()

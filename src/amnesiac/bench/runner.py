@@ -312,10 +312,10 @@ def run_grid(
     Each rank returns once every rank is done. A rerun, with any number of ranks, runs what
     is still missing, as in one process.
     """
-    ranks = distributed.world_size() if distributed.active() else 1
+    ranks = distributed.processes()
     rank = distributed.rank() if ranks > 1 else 0
     # one start for every rank (the earliest), so the report sees one run
-    started = time.strftime(STAMP_FORMAT, time.gmtime(distributed.all_reduce_min(int(time.time()))))
+    started = utc_now(distributed.all_reduce_min(int(time.time())))
     results = results or grid.path.parent / grid.results
     workers = grid.workers if workers is None else workers
     if workers < 1:

@@ -62,7 +62,7 @@ def _shadows(
             "trained like it; pass --shadows 0 to skip LiRA"
         )
     recipe = TrainRecipe(**meta["recipe"])
-    ranks = f", shared out over {distributed.world_size()} ranks" if distributed.active() else ""
+    ranks = f", shared out over {distributed.processes()} ranks" if distributed.active() else ""
     print(f"LiRA: {args.shadows} shadow models ({meta['arch']}, cached under {args.cache}{ranks})")
     return train_shadows(
         data,

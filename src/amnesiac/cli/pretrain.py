@@ -68,7 +68,7 @@ def _device(spec: str) -> torch.device:
 
 def _test_accuracy(model: torch.nn.Module, data: Splits) -> float:
     """Test accuracy in percent, each process measuring its share of the test images."""
-    rows = torch.arange(distributed.rank(), len(data.test_y), distributed.world_size())
+    rows = torch.tensor(distributed.share(range(len(data.test_y))), dtype=torch.int64)
     acc = amnesiac.evaluate(model, test=(data.test_x[rows], data.test_y[rows]))["test_acc"]
     correct, total = distributed.all_reduce_sum([acc * len(rows) / 100, len(rows)])
     return 100.0 * correct / total
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     model = amnesiac.create_model(
         arch, in_channels=c, num_classes=data.num_classes, mean=data.mean, std=data.std
     ).to(device)
-    processes = distributed.world_size() if distributed.active() else 1
+    processes = distributed.processes()
     on = f" on {device}" + (f", {processes} processes" if processes > 1 else "")
     print(
         f"pretraining {arch} on {data.name}: {len(data.train_y)} train, "
