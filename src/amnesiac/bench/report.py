@@ -221,10 +221,15 @@ def _speed_probes(s: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _choice(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[str]:
-    """The "which method" table, when the grid has more than one method."""
+def _choice(
+    summary: list[dict[str, Any]], rows: list[dict[str, Any]], *, included: bool = False
+) -> list[str]:
+    """The "which method" table, when the grid has more than one method (for an included
+    grid, under a lower heading and without the explanation the report gave above)."""
     if len({s["label"] for s in summary}) < 2:
         return []
+    if included:
+        return ["### Which method", "", *choice_table(summary, rows), ""]
     return [
         "## Which method",
         "",
@@ -366,8 +371,7 @@ def _included(grid: Grid) -> list[str]:
             "",
         ]
         summary = summarize(rows)
-        if len({s["label"] for s in summary}) > 1:
-            lines += ["### Which method", "", *choice_table(summary, rows), ""]
+        lines += _choice(summary, rows, included=True)
         if summary:
             lines += [*results_table(summary), ""]
         continual = _continual(rows, grid.path.parent, other.name.replace(" ", "_"))

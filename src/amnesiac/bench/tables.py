@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from collections import defaultdict
 from typing import Any
@@ -82,6 +81,7 @@ def summarize(rows: list[dict[str, Any]], section: str = "main") -> list[dict[st
         out.append(
             {
                 "label": label + (f" (capped at {caps[0]} steps)" if caps else ""),
+                "row_label": label,  # as the rows have it
                 "k": k,
                 "n": len(g),
                 "forgotten": sum(bool(r["forgotten"]) for r in g),
@@ -208,11 +208,6 @@ def reads_of(row: dict[str, Any]) -> str:
     return "forget only"
 
 
-def _uncapped(label: str) -> str:
-    """A summary label without the "(capped at N steps)" that :func:`summarize` adds."""
-    return re.sub(r" \(capped at \d+ steps\)$", "", label)
-
-
 #: The blocks of :func:`choice_table`, in order.
 READS_BLOCKS = ("forget only", "forget + unlabeled images", "forget + D_r")
 
@@ -227,9 +222,10 @@ def choice_table(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> l
         if r.get("kind") == "unlearn" and r.get("status") == "ok":
             reads.setdefault(r["label"], reads_of(r))
     by_label: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    row_label: dict[str, str] = {}  # a capped label carries its cap; the rows have it bare
     for s in summary:
-        # a capped label carries its cap in the summary; the rows know it by the bare label
         by_label[s["label"]][s["k"]] = s
+        row_label[s["label"]] = s["row_label"]
     lira: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         if r.get("audited") and r.get("status") == "ok" and "after_lira_auc" in r:
@@ -249,7 +245,7 @@ def choice_table(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> l
     )
     lines = [head, "|---|---|" + "---|" * len(ks) + "---|---|"]
     for block in (*READS_BLOCKS, "unknown"):
-        labels = [lab for lab in by_label if reads.get(_uncapped(lab), "unknown") == block]
+        labels = [lab for lab in by_label if reads.get(row_label[lab], "unknown") == block]
 
         def key(label: str) -> float:
             at = by_label[label].get(mid)
@@ -270,6 +266,6 @@ def choice_table(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> l
                 else "-"
                 for k in ks
             )
-            auc = mean_std(lira[_uncapped(label)], 3)
+            auc = mean_std(lira[row_label[label]], 3)
             lines.append(f"| {block} | {label} | " + " | ".join(cells) + f" | {auc} | {seconds} |")
     return lines
