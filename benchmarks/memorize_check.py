@@ -18,14 +18,15 @@ from pathlib import Path
 import torch
 
 import amnesiac
-from amnesiac.audit import shadow_phi
+from amnesiac.audit import lira_report, shadow_phi
 from amnesiac.bench.grid import load_grid
-from amnesiac.metrics import lira_offline, lira_summary, scaled_logit
 from amnesiac.metrics.accuracy import predict_logits
 from amnesiac.metrics.mia import auc
 
 HERE = Path(__file__).resolve().parent
 N_MEMBERS = 5000
+#: lira_report's summary of a model (lira_summary's keys), without its per-example scores
+SUMMARY_KEYS = ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "mean_score")
 
 
 def main() -> None:
@@ -44,13 +45,15 @@ def main() -> None:
     mx, my = data.train_x[members], data.train_y[members]
     tx, ty = data.test_x[start:stop], data.test_y[start:stop]
     lm, lt = predict_logits(ckpt.model, mx), predict_logits(ckpt.model, tx)
-    target = torch.cat([scaled_logit(lm, my), scaled_logit(lt, ty)])
-    s_phi = torch.cat([shadow_phi(shadows, mx, my), shadow_phi(shadows, tx, ty)], 1)
-    s_in = torch.cat(
-        [shadows.members[:, members], torch.zeros(len(shadows.models), len(ty), dtype=torch.bool)],
-        1,
-    )
-    scores = lira_offline(target, s_phi, s_in)
+    # the members in the place of D_f: the audit's own offline LiRA
+    lira = lira_report(
+        {"original": (lm, lt)},
+        forget_y=my,
+        test_y=ty,
+        shadow_forget=shadow_phi(shadows, mx, my),
+        shadow_test=shadow_phi(shadows, tx, ty),
+        shadow_in=shadows.members[:, members],
+    )["original"]
     loss_m = torch.nn.functional.cross_entropy(lm.float(), my, reduction="none")
     loss_t = torch.nn.functional.cross_entropy(lt.float(), ty, reduction="none")
     out = {
@@ -60,7 +63,7 @@ def main() -> None:
         "shadow_seconds": round(shadow_seconds, 1),
         "members": N_MEMBERS,
         "test_rows": [start, stop],
-        "lira": lira_summary(scores[:N_MEMBERS], scores[N_MEMBERS:]),
+        "lira": {key: lira[key] for key in SUMMARY_KEYS},
         # members should have the lower loss: negate so higher means "member"
         "loss_threshold_auc": auc((-loss_m).double().numpy(), (-loss_t).double().numpy()),
         "command": "python benchmarks/memorize_check.py",
