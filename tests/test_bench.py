@@ -368,6 +368,22 @@ def test_a_setting_removed_where_it_did_nothing_does_not_make_a_row_stale() -> N
     assert not ran_with({"settings": {**recorded, "lr": 0.5}}, cell_settings(cell), "unlearn")
 
 
+def test_the_rescue_leaves_rows_that_ended_well_current_and_reruns_failed_ones() -> None:
+    # rescue_clip_grad_norm came after rows were recorded; it acts only on a run that diverged,
+    # so a row that ended well ran as it would today, and a failed row (maybe a divergence the
+    # rescue now saves) runs again
+    from amnesiac.bench.grid import Cell
+    from amnesiac.bench.runner import cell_config, cell_settings, ran_with
+
+    cell = Cell("ngr", "neg_grad_retain", None, {}, 32, 0, "fashion-mnist", "shipped")
+    recorded = cell_config(cell).to_dict()
+    del recorded["rescue_clip_grad_norm"]
+    assert ran_with({"settings": recorded, "status": "ok"}, cell_settings(cell), "unlearn")
+    assert not ran_with({"settings": recorded, "status": "failed"}, cell_settings(cell), "unlearn")
+    full = cell_config(cell).to_dict()
+    assert ran_with({"settings": full, "status": "failed"}, cell_settings(cell), "unlearn")
+
+
 def test_speed_probe_at_bf16_reports_the_speedup(tiny_model, digits) -> None:
     from amnesiac.bench.speed import measure_speed
 

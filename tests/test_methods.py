@@ -277,6 +277,58 @@ def test_divergence_is_reported_and_input_untouched(tiny_model, forget8) -> None
     assert snapshot_diff(before, model_snapshot(model)) is None
 
 
+def _overconfident(model: nn.Module, scale: float) -> nn.Module:
+    """``model`` with its classifier's weights and bias multiplied by ``scale``: the same
+    predictions, logits ``scale`` times larger (like a model that memorized its data)."""
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in list(out.parameters())[-2:]:
+            p.mul_(scale)
+    return out
+
+
+def test_a_run_that_diverges_is_redone_with_the_gradient_bounded(tiny_model, forget8, digits):
+    # regression: neg_grad_retain diverged on a model that memorized its data (NaN at step 11
+    # on benchmarks/models/fashion-mnist-10k-memorize); here the same on an overconfident model
+    model = _overconfident(tiny_model, 30.0)
+    before = model_snapshot(model)
+    kw: dict[str, Any] = dict(
+        forget=forget8, retain=(digits.train_x, digits.train_y), method="neg_grad_retain",
+        seed=0, max_steps=60,
+    )  # fmt: skip
+    with pytest.raises(amnesiac.DivergenceError, match="loss became nan"):
+        amnesiac.unlearn(model, rescue_clip_grad_norm=0.0, **kw)  # the divergence, reproduced
+    seen: list[dict[str, float]] = []
+    result = amnesiac.unlearn(model, callback=seen.append, **kw)
+    assert result.rescued_from is not None and "nan" in result.rescued_from
+    assert result.forgotten and result.config["clip_grad_norm"] == 20.0
+    assert result.seconds["total"] >= result.seconds["diverged"] > 0
+    assert len(seen) > len(result.history)  # the callback saw the diverged run's steps too
+    # oracle: the rescue is the run that asks for the bound itself, bit for bit
+    bounded = amnesiac.unlearn(model, clip_grad_norm=20.0, **kw)
+    assert bounded.rescued_from is None
+    new, ref = result.model.state_dict(), bounded.model.state_dict()
+    assert all(torch.equal(new[k], ref[k]) for k in ref)
+    assert snapshot_diff(before, model_snapshot(model)) is None
+
+
+def test_no_rescue_where_the_run_is_already_bounded(tiny_model, forget8, digits) -> None:
+    from amnesiac.methods.status import rescue_bound
+
+    assert rescue_bound(amnesiac.make_config("neg_grad_retain")) == 20.0
+    assert rescue_bound(amnesiac.make_config("neg_grad_retain", clip_grad_norm=50.0)) == 20.0
+    assert rescue_bound(amnesiac.make_config("l2ul")) is None  # bounded at 20 already
+    assert rescue_bound(amnesiac.make_config("neg_grad", rescue_clip_grad_norm=0.0)) is None
+    assert rescue_bound(amnesiac.make_config("retrain")) is None  # no update steps
+    with pytest.raises(amnesiac.InvalidSettingsError, match="rescue_clip_grad_norm"):
+        amnesiac.make_config("neg_grad", rescue_clip_grad_norm=-1.0)
+    # bounded at the rescue's bound, a diverging run raises and says both runs diverged
+    with pytest.raises(amnesiac.DivergenceError, match=r"second with it bounded at 20"):
+        amnesiac.unlearn(
+            tiny_model, forget=forget8, method="neg_grad", lr=1e30, max_steps=50, stop="budget"
+        )
+
+
 def test_paper_preset_resolves_official_settings() -> None:
     cfg = amnesiac.make_config("l2ul", "paper")
     assert (cfg.lr, cfg.momentum, cfg.weight_decay) == (1e-3, 0.9, 1e-4)

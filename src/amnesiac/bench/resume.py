@@ -71,9 +71,12 @@ def _locked(fd: int) -> Iterator[None]:
 
 #: Settings added to a settings class after rows were recorded, each with the value that
 #: reproduces the behaviour from before it existed: a row that does not record the setting ran
-#: with that value. Keyed by settings class name (and inherited by its subclasses).
+#: with that value. Keyed by settings class name (and inherited by its subclasses). A failed row
+#: that does not record a setting is never current: the setting may be what fixes it.
 ADDED_SETTINGS: dict[str, dict[str, Any]] = {
-    "StepConfig": {"clip_grad_norm": 0.0},
+    # the rescue acts only on a run that diverged, and such a run's row failed: a row that
+    # ended well ran exactly as it would with the rescue
+    "StepConfig": {"clip_grad_norm": 0.0, "rescue_clip_grad_norm": 20.0},
     "L2ULConfig": {"forget_scale_k": 0, "forget_escalate_steps": 0, "nearest_target": False},
 }
 #: Settings a class stopped accepting because they did nothing there: a row that recorded one
@@ -119,8 +122,8 @@ def ran_with(row: dict[str, Any], settings: dict[str, Any] | None, kind: str) ->
     Every setting the row recorded must equal today's; a setting the row does not know (added to
     a method after it ran) must be at the value that reproduces the behaviour from before it
     existed (:data:`ADDED_SETTINGS` of the settings class, else its default); a setting the class
-    no longer takes (:data:`REMOVED_SETTINGS`) is ignored. So changing a method's defaults or
-    presets reruns exactly the cells it affects.
+    no longer takes (:data:`REMOVED_SETTINGS`) is ignored; a failed row must have recorded every
+    setting. So changing a method's defaults or presets reruns exactly the cells it affects.
     """
     if kind == "speed":
         return True
@@ -130,6 +133,8 @@ def ran_with(row: dict[str, Any], settings: dict[str, Any] | None, kind: str) ->
     values, defaults = settings["values"], settings["defaults"]
     recorded = {k: v for k, v in recorded.items() if k not in settings["removed"]}
     if not set(recorded) <= set(values):
+        return False
+    if row.get("status") == "failed" and set(values) - set(recorded):
         return False
     return all(
         recorded[k] == v if k in recorded else v == defaults.get(k) for k, v in values.items()

@@ -279,6 +279,7 @@ def _run_unlearn(ctx: _Context, cell: Cell, row: dict[str, Any]) -> None:
         stopped_by=result.stopped_by,
         forgotten=result.forgotten,
         update_fraction=result.update_fraction,
+        rescued_from=result.rescued_from,
         seconds={**result.seconds, "wall": wall},
         **{f"before_{k}": v for k, v in before.items()},
         **{f"after_{k}": v for k, v in after.items()},

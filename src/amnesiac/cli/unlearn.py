@@ -228,6 +228,11 @@ def _print_outcome(
         f"steps: {result.steps} (stopped by {result.stopped_by}; forgotten: "
         f"{'yes' if result.forgotten else 'NO'}{kept})"
     )
+    if result.rescued_from is not None:
+        print(
+            f"a first run diverged ({result.rescued_from}); this one ran with the gradient norm "
+            f"bounded at {result.config['clip_grad_norm']:g}"
+        )
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
 
 
@@ -261,6 +266,7 @@ def _report(
         "stopped_by": result.stopped_by,
         "forgotten": result.forgotten,
         "update_fraction": result.update_fraction,
+        "rescued_from": result.rescued_from,
         "seconds": seconds,
         "versions": software_versions(),
         "history": result.history,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +34,7 @@ from amnesiac.methods.registry import (
 )
 from amnesiac.methods.schedule import alternating_schedule, passes_to_steps
 from amnesiac.methods.settings import Objective, StepConfig, UnlearnConfig
-from amnesiac.methods.status import check_finite, forget_status, set_train_mode
+from amnesiac.methods.status import check_finite, forget_status, rescue_bound, set_train_mode
 from amnesiac.ops.layout import to_channels_last, to_contiguous
 from amnesiac.ops.precision import autocast
 from amnesiac.ops.shrink import shrink_update
@@ -78,6 +79,10 @@ class UnlearnResult:
         seconds: Wall time by phase, e.g. ``{"adversarial": .., "importance": .., "unlearn": ..,
             "total": ..}``.
         update_fraction: Fraction of the update kept by ``shrink_steps`` (1.0 without it).
+        rescued_from: ``None``, or the divergence a first run ended in, when the run was redone
+            with the gradient bounded (``rescue_clip_grad_norm``; ``config`` has the bound it
+            ran with, ``seconds["diverged"]`` the first run's time, and ``history`` the second
+            run only).
     """
 
     model: nn.Module
@@ -89,6 +94,7 @@ class UnlearnResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     update_fraction: float = 1.0
+    rescued_from: str | None = None
 
 
 @dataclass
@@ -290,7 +296,47 @@ class Unlearner:
         progress: bool = False,
         callback: Callable[[dict[str, float]], None] | None = None,
     ) -> UnlearnResult:
-        """Run the method on a copy of ``model``; see :func:`amnesiac.unlearn`."""
+        """Run the method on a copy of ``model``; see :func:`amnesiac.unlearn`.
+
+        A run that diverges with its gradient unbounded (or bounded above the settings'
+        ``rescue_clip_grad_norm``) is redone once by a fresh instance with ``clip_grad_norm`` at
+        that bound (:attr:`UnlearnResult.rescued_from` says so); ``callback`` sees both runs.
+        """
+        t_start = time.perf_counter()
+        try:
+            return self._run(model, data, progress, callback)
+        except DivergenceError as e:
+            bound = rescue_bound(self.config)
+            if bound is None:
+                raise
+            diverged = time.perf_counter() - t_start
+            logger.warning(
+                "%s diverged (%s); running it again with the gradient norm bounded at %g",
+                self.name, e, bound,
+            )  # fmt: skip
+            config = dataclasses.replace(self.step_config, clip_grad_norm=bound)
+            try:
+                result = type(self)(config).unlearn(
+                    model, data, progress=progress, callback=callback
+                )
+            except DivergenceError as again:
+                raise DivergenceError(
+                    f"{again} (a first run diverged with the gradient unbounded or bounded "
+                    f"higher, and a second with it bounded at {bound:g}: lower lr)"
+                ) from e
+            result.rescued_from = str(e)
+            result.seconds["diverged"] = diverged
+            result.seconds["total"] = time.perf_counter() - t_start
+            return result
+
+    def _run(
+        self,
+        model: nn.Module,
+        data: UnlearnData,
+        progress: bool,
+        callback: Callable[[dict[str, float]], None] | None,
+    ) -> UnlearnResult:
+        """One run of the template (:meth:`unlearn` without the rescue)."""
         t_start = time.perf_counter()
         self.seconds = {}
         self._first_forgotten = None

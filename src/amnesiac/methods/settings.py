@@ -85,6 +85,14 @@ class StepConfig(UnlearnConfig):
             a larger one is scaled down to it (:func:`torch.nn.utils.clip_grad_norm_`), so a
             step cannot be large because the inputs are unusual. The history records the norm
             before clipping as ``grad_norm``.
+        rescue_clip_grad_norm: If the loss or a weight becomes NaN or infinite while the
+            gradient is unbounded (``clip_grad_norm=0``) or bounded above this, the run starts
+            over once, from the original model and the same seed, with ``clip_grad_norm`` set to
+            this: a model the defaults were not made for (e.g. an overconfident one, whose
+            gradients grow from step to step) ends with a bounded run instead of an error. The
+            result says so (:attr:`~amnesiac.UnlearnResult.rescued_from`) and its ``config``
+            has the bound it ran with. A run that does not diverge is unchanged by it. 0: raise
+            :class:`~amnesiac.DivergenceError` at once.
     """
 
     lr: float = 1e-3
@@ -97,6 +105,7 @@ class StepConfig(UnlearnConfig):
     heal_steps: int = 0
     shrink_steps: int = 0
     clip_grad_norm: float = 0.0
+    rescue_clip_grad_norm: float = 20.0
 
     def problems(self) -> list[str]:
         out = super().problems()
@@ -107,6 +116,11 @@ class StepConfig(UnlearnConfig):
                 out.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.clip_grad_norm < 0:
             out.append(f"clip_grad_norm must be >= 0 (0: no limit), got {self.clip_grad_norm}")
+        if self.rescue_clip_grad_norm < 0:
+            out.append(
+                "rescue_clip_grad_norm must be >= 0 (0: no rescue), got "
+                f"{self.rescue_clip_grad_norm}"
+            )
         if self.batch_size < 1:
             out.append(f"batch_size must be >= 1, got {self.batch_size}")
         return out

@@ -1,5 +1,5 @@
 """Checks the :class:`~amnesiac.methods.base.Unlearner` template runs around its steps: train/eval
-modes, whether the forget set meets the objective, and the divergence guard."""
+modes, whether the forget set meets the objective, and the divergence guard and its rescue."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from amnesiac.errors import DivergenceError
+from amnesiac.methods.settings import StepConfig, UnlearnConfig
 
 if TYPE_CHECKING:
     from amnesiac.methods.base import UnlearnData
@@ -59,3 +60,14 @@ def check_finite(model: nn.Module, name: str) -> None:
                 f"{name}: {key} became NaN or infinite; the input model is untouched. "
                 "Lower lr or raise the regularization"
             )
+
+
+def rescue_bound(config: UnlearnConfig) -> float | None:
+    """The gradient-norm bound a diverged run is redone with (``rescue_clip_grad_norm``), or
+    ``None``: a method without update steps, ``rescue_clip_grad_norm=0``, or a run already
+    bounded at or below it."""
+    if not isinstance(config, StepConfig) or config.rescue_clip_grad_norm <= 0:
+        return None
+    if 0 < config.clip_grad_norm <= config.rescue_clip_grad_norm:
+        return None
+    return config.rescue_clip_grad_norm
