@@ -6,12 +6,15 @@ random members of the model's training set against the grid's D_test (test rows 
 with offline LiRA, and the same for the loss-threshold attack. Writes
 ``benchmarks/memorize_check.json``.
 
-Run: ``python benchmarks/memorize_check.py``
+Run: ``python benchmarks/memorize_check.py [GRID [OUT]]`` (defaults: the memorize grid, and
+``memorize_check.json`` beside this file), so a candidate model can be checked with a grid of
+its own before the benchmark adopts it.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -27,10 +30,11 @@ HERE = Path(__file__).resolve().parent
 N_MEMBERS = 5000
 #: lira_report's summary of a model (lira_summary's keys), without its per-example scores
 SUMMARY_KEYS = ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "mean_score")
+DEFAULT_GRID = HERE / "fashion_mnist_memorize.yaml"
 
 
-def main() -> None:
-    grid = load_grid(HERE / "fashion_mnist_memorize.yaml")
+def main(grid_path: Path, out_path: Path) -> None:
+    grid = load_grid(grid_path)
     data = amnesiac.load_dataset(grid.dataset)
     ckpt = amnesiac.load_checkpoint(grid.path.parent / grid.model)
     recipe = {**ckpt.meta["recipe"], "precision": grid.settings.get("precision", "fp32")}
@@ -66,11 +70,16 @@ def main() -> None:
         "lira": {key: lira[key] for key in SUMMARY_KEYS},
         # members should have the lower loss: negate so higher means "member"
         "loss_threshold_auc": auc((-loss_m).double().numpy(), (-loss_t).double().numpy()),
-        "command": "python benchmarks/memorize_check.py",
+        "command": "python benchmarks/memorize_check.py"
+        + ("" if grid_path == DEFAULT_GRID else f" {grid_path}"),
     }
-    (HERE / "memorize_check.json").write_text(json.dumps(out, indent=2) + "\n")
+    out_path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    args = sys.argv[1:]
+    main(
+        Path(args[0]) if args else DEFAULT_GRID,
+        Path(args[1]) if len(args) > 1 else HERE / "memorize_check.json",
+    )
