@@ -34,6 +34,9 @@ PAPER_PRESET: dict[str, Any] = {
     "forget_escalate_steps": 0,
     "shrink_steps": 0,
     "clip_grad_norm": 0.0,
+    # the official code's steps exactly, wherever they stay finite; where they go to NaN (which
+    # the official code would hand back), the run is redone bounded and says so (rescued_from)
+    "rescue_clip_grad_norm": 20.0,
     # none of amnesiac's additions
     "proxy_size": 0,
     "proxy_batch_size": 128,
