@@ -197,3 +197,28 @@ def test_python_m_entry_point() -> None:
         [sys.executable, "-m", "amnesiac", "methods"], capture_output=True, text=True, check=False
     )
     assert r.returncode == 0 and "l2ul" in r.stdout
+
+
+def test_unlearn_says_when_a_diverged_run_was_redone_bounded(tmp_path: Path, capsys) -> None:
+    import torch
+
+    from amnesiac.models.checkpoint import save_checkpoint
+
+    # the shipped digits model with its classifier's logits 100x larger (overconfident):
+    # unbounded, neg_grad_retain goes to NaN within a few steps
+    ckpt = amnesiac.load_pretrained("digits")
+    with torch.no_grad():
+        for p in list(ckpt.model.parameters())[-2:]:
+            p.mul_(100.0)
+    model, report = tmp_path / "oc.safetensors", tmp_path / "r.json"
+    save_checkpoint(ckpt.model, model, ckpt.meta)
+    argv = ["unlearn", "--model", str(model), "--dataset", "digits", "--forget", "random:8:0",
+            "--method", "neg_grad_retain", "--max-steps", "60", "--no-progress"]  # fmt: skip
+    assert main([*argv, "--report", str(report)]) == 0
+    assert "a first run diverged" in capsys.readouterr().out
+    rep = json.loads(report.read_text())
+    assert "nan" in rep["rescued_from"] and rep["settings"]["clip_grad_norm"] == 20.0
+    assert "diverged" in rep["seconds"]
+    # without the rescue the same run is an error, one line, exit 2
+    assert main([*argv, "--rescue-clip-grad-norm", "0"]) == 2
+    assert "loss became nan" in capsys.readouterr().err
