@@ -1,5 +1,6 @@
-"""The :class:`Unlearner` template and its result (settings: :mod:`amnesiac.methods.settings`;
-registry: :mod:`amnesiac.methods.registry`, both re-exported here).
+"""The :class:`Unlearner` template (settings: :mod:`amnesiac.methods.settings`; registry:
+:mod:`amnesiac.methods.registry`; its data and result: :mod:`amnesiac.methods.result`; all
+re-exported here).
 
 A method subclasses :class:`Unlearner`, declares a frozen settings dataclass derived from
 :class:`UnlearnConfig`, and writes only what is the method: :meth:`Unlearner.prepare` (work done
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -32,9 +32,10 @@ from amnesiac.methods.registry import (
     register,
     registered,
 )
+from amnesiac.methods.result import UnlearnData, UnlearnResult
 from amnesiac.methods.schedule import alternating_schedule, passes_to_steps
 from amnesiac.methods.settings import Objective, StepConfig, UnlearnConfig
-from amnesiac.methods.status import check_finite, forget_status, rescue_bound, set_train_mode
+from amnesiac.methods.status import check_finite, forget_status, rescue, set_train_mode
 from amnesiac.ops.layout import to_channels_last, to_contiguous
 from amnesiac.ops.precision import autocast
 from amnesiac.ops.shrink import shrink_update
@@ -56,69 +57,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class UnlearnResult:
-    """What :func:`amnesiac.unlearn` returns.
-
-    Attributes:
-        model: The unlearned model (a new object, in eval mode).
-        method: Registry name of the method.
-        config: The resolved settings.
-        steps: Optimizer steps taken.
-        stopped_by: ``"forgotten"`` (the objective's stop rule fired), ``"rule"`` (a method's
-            own stop rule fired, e.g. SCAR's accuracy threshold), ``"max_steps"`` (the step
-            budget ran out: ``max_steps``, or the method's own schedule when shorter),
-            ``"no_steps"`` (a budget of 0 steps) or ``"complete"`` (a method without update
-            steps).
-        forgotten: Whether every forget instance meets the objective at the end.
-        history: One dict per step: the step number, the named losses and ``forget_acc`` (percent
-            of forget instances still predicted as their true label) and, for ``relabel``,
-            ``target_acc``.
-        seconds: Wall time by phase, e.g. ``{"adversarial": .., "importance": .., "unlearn": ..,
-            "total": ..}``.
-        update_fraction: Fraction of the update kept by ``shrink_steps`` (1.0 without it).
-        rescued_from: ``None``, or the divergence a first run ended in, when the run was redone
-            with the gradient bounded (``rescue_clip_grad_norm``; ``config`` has the bound it
-            ran with, ``seconds["diverged"]`` the first run's time, and ``history`` the second
-            run only).
-    """
-
-    model: nn.Module
-    method: str
-    config: dict[str, Any]
-    steps: int
-    stopped_by: str
-    forgotten: bool
-    history: list[dict[str, float]] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
-    update_fraction: float = 1.0
-    rescued_from: str | None = None
-
-
-@dataclass
-class UnlearnData:
-    """The tensors a run works on, on the model's device and dtype.
-
-    Attributes:
-        forget_x: Forget images ``(K, C, H, W)`` in [0, 1].
-        forget_y: True labels ``(K,)``.
-        targets: Relabel targets ``(K,)`` (``None`` for ``misclassify``).
-        retain_x: Retained images, when the method reads them and they were given.
-        retain_y: Retained labels.
-        num_classes: Number of classes of the model.
-        surrogate_x: Unlabeled in-domain images (never the training set) a method may hold
-            the model's behaviour on, when the caller has them and the method accepts them.
-    """
-
-    forget_x: Tensor
-    forget_y: Tensor
-    targets: Tensor | None
-    retain_x: Tensor | None
-    retain_y: Tensor | None
-    num_classes: int
-    surrogate_x: Tensor | None = None
 
 
 class Unlearner:
@@ -306,28 +244,7 @@ class Unlearner:
         try:
             return self._run(model, data, progress, callback)
         except DivergenceError as e:
-            bound = rescue_bound(self.config)
-            if bound is None:
-                raise
-            diverged = time.perf_counter() - t_start
-            logger.warning(
-                "%s diverged (%s); running it again with the gradient norm bounded at %g",
-                self.name, e, bound,
-            )  # fmt: skip
-            config = dataclasses.replace(self.step_config, clip_grad_norm=bound)
-            try:
-                result = type(self)(config).unlearn(
-                    model, data, progress=progress, callback=callback
-                )
-            except DivergenceError as again:
-                raise DivergenceError(
-                    f"{again} (a first run diverged with the gradient unbounded or bounded "
-                    f"higher, and a second with it bounded at {bound:g}: lower lr)"
-                ) from e
-            result.rescued_from = str(e)
-            result.seconds["diverged"] = diverged
-            result.seconds["total"] = time.perf_counter() - t_start
-            return result
+            return rescue(self, e, model, data, progress=progress, callback=callback, start=t_start)
 
     def _run(
         self,

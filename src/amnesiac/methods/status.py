@@ -3,16 +3,23 @@ modes, whether the forget set meets the objective, and the divergence guard and 
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from amnesiac.errors import DivergenceError
+from amnesiac.methods.result import UnlearnData, UnlearnResult
 from amnesiac.methods.settings import StepConfig, UnlearnConfig
 
 if TYPE_CHECKING:
-    from amnesiac.methods.base import UnlearnData
+    from amnesiac.methods.base import Unlearner
+
+logger = logging.getLogger(__name__)
 
 
 def set_train_mode(model: nn.Module, *, bn_train: bool) -> None:
@@ -71,3 +78,38 @@ def rescue_bound(config: UnlearnConfig) -> float | None:
     if 0 < config.clip_grad_norm <= config.rescue_clip_grad_norm:
         return None
     return config.rescue_clip_grad_norm
+
+
+def rescue(
+    method: Unlearner,
+    error: DivergenceError,
+    model: nn.Module,
+    data: UnlearnData,
+    *,
+    progress: bool,
+    callback: Callable[[dict[str, float]], None] | None,
+    start: float,
+) -> UnlearnResult:
+    """The run of ``method`` redone once, by a fresh instance with ``clip_grad_norm`` at
+    :func:`rescue_bound`, after it diverged with ``error`` (re-raised where there is no rescue);
+    ``start`` is the first run's :func:`time.perf_counter`."""
+    bound = rescue_bound(method.config)
+    if bound is None:
+        raise error
+    diverged = time.perf_counter() - start
+    logger.warning(
+        "%s diverged (%s); running it again with the gradient norm bounded at %g",
+        method.name, error, bound,
+    )  # fmt: skip
+    config = dataclasses.replace(method.step_config, clip_grad_norm=bound)
+    try:
+        result = type(method)(config).unlearn(model, data, progress=progress, callback=callback)
+    except DivergenceError as again:
+        raise DivergenceError(
+            f"{again} (a first run diverged with the gradient unbounded or bounded "
+            f"higher, and a second with it bounded at {bound:g}: lower lr)"
+        ) from error
+    result.rescued_from = str(error)
+    result.seconds["diverged"] = diverged
+    result.seconds["total"] = time.perf_counter() - start
+    return result
