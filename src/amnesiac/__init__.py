@@ -23,8 +23,17 @@ from amnesiac.data import (
     retain_eval_indices,
     retain_indices,
 )
+from amnesiac.data.anchors import (
+    Anchors,
+    model_anchors,
+    reserve_rows,
+    split_request,
+    trained_rows,
+)
+from amnesiac.data.forget import random_rows
 from amnesiac.errors import (
     AmnesiacError,
+    AnchorError,
     CheckpointError,
     DatasetNotFoundError,
     DivergenceError,
@@ -45,6 +54,7 @@ from amnesiac.methods.base import (
 from amnesiac.models import (
     Checkpoint,
     ImageClassifier,
+    checkpoint_meta,
     create_model,
     load_checkpoint,
     load_pretrained,
@@ -58,6 +68,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AmnesiacError",
+    "AnchorError",
+    "Anchors",
     "Checkpoint",
     "CheckpointError",
     "DatasetNotFoundError",
@@ -80,6 +92,7 @@ __all__ = [
     "as_images",
     "as_tensors",
     "audit",
+    "checkpoint_meta",
     "create_model",
     "evaluate",
     "forget_sha256",
@@ -90,13 +103,18 @@ __all__ = [
     "load_pretrained",
     "load_surrogate",
     "make_config",
+    "model_anchors",
     "model_meta",
     "parse_forget",
+    "random_rows",
     "register",
+    "reserve_rows",
     "retain_eval_indices",
     "retain_indices",
     "save_checkpoint",
+    "split_request",
     "train_classifier",
     "train_shadows",
+    "trained_rows",
     "unlearn",
 ]

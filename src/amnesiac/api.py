@@ -8,12 +8,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 # importing the package registers every method
 import amnesiac.methods  # noqa: F401
+from amnesiac.data.anchors import shared_images
 from amnesiac.data.tensors import as_images, as_tensors
 from amnesiac.errors import DivergenceError, InvalidForgetSetError, InvalidSettingsError
 from amnesiac.methods.base import (
@@ -87,13 +89,54 @@ def _param_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     return p.device, p.dtype
 
 
+def _surrogate_images(
+    surrogate: Tensor | np.ndarray | None, info: MethodInfo, fx: Tensor
+) -> tuple[Tensor | None, list[str]]:
+    """The surrogate images on the forget images' device and dtype, and what is wrong with
+    them: unlabeled images of the forget images' shape, none of them in the forget set."""
+    problems: list[str] = []
+    method = info.name
+    sx = None
+    if surrogate is None and "surrogate" in info.reads:
+        problems.append(
+            f"method {method!r} reads unlabeled in-domain images; pass surrogate= (e.g. images "
+            "the deployed model serves, never the training set)"
+        )
+    if surrogate is not None:
+        if "surrogate" not in (*info.accepts, *info.reads):
+            problems.append(
+                f"method {method!r} does not use surrogate images; methods that do: "
+                f"{', '.join(accepting('surrogate'))}"
+            )
+        elif not isinstance(surrogate, (Tensor, np.ndarray)):
+            problems.append(
+                f"surrogate must be unlabeled images, a tensor (N, C, H, W); got a "
+                f"{type(surrogate).__name__}. Labelled data is training data: pass the images "
+                "alone, or give labelled retained data to a method that reads retain="
+            )
+        else:
+            sx = as_images(surrogate, name="surrogate").to(device=fx.device, dtype=fx.dtype)
+            if sx.shape[1:] != fx.shape[1:]:
+                problems.append(
+                    f"surrogate images have shape {tuple(sx.shape[1:])} but forget images "
+                    f"{tuple(fx.shape[1:])}"
+                )
+            elif shared := shared_images(sx, fx):
+                problems.append(
+                    f"{len(shared)} surrogate images are also in the forget set (surrogate "
+                    f"positions {shared[:5]}); anchors hold the model's outputs, so they must "
+                    "not include what it is to forget: leave them out"
+                )
+    return sx, problems
+
+
 def unlearn(
     model: nn.Module,
     forget: Data,
     *,
     method: str = "l2ul",
     retain: Data | None = None,
-    surrogate: Data | Tensor | None = None,
+    surrogate: Tensor | np.ndarray | None = None,
     targets: Tensor | None = None,
     preset: str | None = None,
     progress: bool = False,
@@ -112,10 +155,11 @@ def unlearn(
             ``finetune``, ``retrain``, ...; :attr:`MethodInfo.reads`) or use it when given
             (``amun``; :attr:`MethodInfo.accepts`); ignored by the other methods.
         surrogate: Unlabeled images from the data's own domain that were not trained on (e.g.
-            inputs the deployed model serves), as a tensor ``(N, C, H, W)`` in [0, 1], a Dataset
-            or an ``(x, y)`` pair (labels ignored). Methods that accept it (``l2ul``; see
-            :attr:`MethodInfo.accepts`) hold the original model's outputs on
-            these images instead of on proxies made from the forget set; ``scar`` needs them
+            inputs the deployed model serves, or a forget-ready model's anchors:
+            :func:`amnesiac.model_anchors`), as a tensor ``(N, C, H, W)`` in [0, 1]; labelled
+            data and images that are also in ``forget`` are refused. Methods that accept it
+            (``l2ul``; see :attr:`MethodInfo.accepts`) hold the original model's outputs on these
+            images instead of on proxies made from the forget set; ``scar`` needs them
             (:attr:`MethodInfo.reads`). Never the training set: with it, use a method that
             reads ``retain``.
         targets: Per-instance relabel targets ``(K,)``; implies ``objective="relabel"``.
@@ -168,25 +212,8 @@ def unlearn(
                 )
     elif retain is not None:
         logger.info("method %s reads only the forget set; retain data ignored", method)
-    sx = None
-    if surrogate is None and "surrogate" in info.reads:
-        problems.append(
-            f"method {method!r} reads unlabeled in-domain images; pass surrogate= (e.g. images "
-            "the deployed model serves, never the training set)"
-        )
-    if surrogate is not None:
-        if "surrogate" not in (*info.accepts, *info.reads):
-            problems.append(
-                f"method {method!r} does not use surrogate images; methods that do: "
-                f"{', '.join(accepting('surrogate'))}"
-            )
-        else:
-            sx = as_images(surrogate, name="surrogate").to(device=device, dtype=dtype)
-            if sx.shape[1:] != fx.shape[1:]:
-                problems.append(
-                    f"surrogate images have shape {tuple(sx.shape[1:])} but forget images "
-                    f"{tuple(fx.shape[1:])}"
-                )
+    sx, found = _surrogate_images(surrogate, info, fx)
+    problems += found
     tgt: Tensor | None = None
     if config.objective == "misclassify" and targets is not None:
         problems.append("targets were given with objective='misclassify'; use 'relabel'")

@@ -22,20 +22,28 @@ from torch import nn
 
 from amnesiac._io import atomic_write_bytes
 from amnesiac.api import evaluate, unlearn
-from amnesiac.data import Splits, parse_forget, retain_eval_indices
+from amnesiac.data import Splits, retain_eval_indices, retain_indices
+from amnesiac.data.forget import random_rows
+from amnesiac.errors import InvalidSettingsError
 from amnesiac.ledger import Ledger, LedgerError, file_sha256
 from amnesiac.methods.base import UnlearnConfig
 from amnesiac.models import load_checkpoint
 
 
 def round_indices(
-    train_y: torch.Tensor, rounds: int, per_round: int, seed: int
+    train_y: torch.Tensor,
+    rounds: int,
+    per_round: int,
+    seed: int,
+    trained: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
-    """Distinct random training indices for each round (seeded)."""
+    """Distinct random training indices for each round (seeded), drawn from the rows the
+    model was ``trained`` on (default: all of them)."""
     if rounds < 1 or per_round < 1:
-        raise ValueError(f"rounds and per_round must be >= 1, got {rounds} and {per_round}")
-    idx = parse_forget(f"random:{rounds * per_round}:{seed}", train_y)
-    return list(idx.split(per_round))
+        raise InvalidSettingsError(
+            f"rounds and per_round must be >= 1, got {rounds} and {per_round}"
+        )
+    return list(random_rows(train_y, rounds * per_round, seed, trained).split(per_round))
 
 
 def run_continual(
@@ -53,6 +61,8 @@ def run_continual(
     start: list[tuple[nn.Module, dict[str, Any]]] | None = None,
     from_original: bool = True,
     test: tuple[torch.Tensor, torch.Tensor] | None = None,
+    surrogate: torch.Tensor | None = None,
+    trained: torch.Tensor | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``rounds`` deletion requests in sequence; return one row of measurements per round.
 
@@ -76,9 +86,15 @@ def run_continual(
             earlier instances right again; re-solved from the original, 11.0 with none, at 2.5x
             the seconds (``benchmarks/VALIDATION.md``).
         test: The test images and labels to measure (default: all of ``data``'s test split).
+        surrogate: Anchor images for every round (:func:`amnesiac.unlearn`'s ``surrogate=``).
+        trained: The training rows the model was trained on (default: all; a forget-ready
+            model's reserved anchors are not): the rounds and D_r are drawn from them.
     """
-    plan = round_indices(data.train_y, rounds, per_round, seed)
-    never = retain_eval_indices(len(data.train_y), torch.cat(plan), retain_eval_size, seed)
+    plan = round_indices(data.train_y, rounds, per_round, seed, trained)
+    n = len(data.train_y)
+    untrained = retain_indices(n, trained) if trained is not None else torch.zeros(0).long()
+    left_out = torch.cat([*plan, untrained])
+    never = retain_eval_indices(n, left_out, retain_eval_size, seed)
     retain = (data.train_x[never], data.train_y[never])
     test = test if test is not None else (data.test_x, data.test_y)
     rows = [row for _, row in (start or [])]
@@ -91,8 +107,9 @@ def run_continual(
             model if from_original else current,
             forget=(data.train_x[asked], data.train_y[asked]),
             method=method,
+            surrogate=surrogate,
             progress=progress,
-            **{**config.to_dict(), "seed": config.seed + r},
+            **round_settings(config, r),
         )
         current = result.model
         acc = evaluate(
@@ -114,6 +131,12 @@ def run_continual(
         if on_round is not None:
             on_round(r + 1, current, row)
     return rows
+
+
+def round_settings(config: UnlearnConfig, r: int) -> dict[str, Any]:
+    """The settings round ``r`` (from 0) runs with: ``config`` with seed ``config.seed + r``, so
+    the rounds draw differently; the ledger records these."""
+    return {**config.to_dict(), "seed": config.seed + r}
 
 
 def plot_continual(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> None:

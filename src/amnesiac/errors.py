@@ -36,3 +36,7 @@ class CheckpointError(AmnesiacError, ValueError):
 
 class DivergenceError(AmnesiacError, FloatingPointError):
     """A loss or a weight became NaN or infinite during training."""
+
+
+class AnchorError(AmnesiacError, ValueError):
+    """An anchor set that cannot be used: wrong shape, empty, changed, or trained on."""

@@ -22,8 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from amnesiac._io import atomic_write_bytes
 from amnesiac._versions import software_versions, utc_stamp
+from amnesiac.data.anchors import RequestRows, split_request
 from amnesiac.errors import AmnesiacError
 from amnesiac.hashing import (
     canonical,
@@ -33,6 +36,7 @@ from amnesiac.hashing import (
     forget_hash_matches,
     forget_sha256,
 )
+from amnesiac.models.checkpoint import checkpoint_meta
 
 if TYPE_CHECKING:
     from amnesiac.data import Splits
@@ -209,6 +213,10 @@ class Request:
         done: The ledger's latest entry is already this request and its model is in place, so
             there is nothing to run.
         fields: The entry's fields known before the run.
+        rows: The request split on the input model's anchors
+            (:func:`amnesiac.split_request`): ``rows.forget`` is ``forget_indices``; reserved
+            anchors it names are ``rows.released``, and the model written for the request must
+            carry ``rows.anchors`` as its ``"anchors"`` metadata (:meth:`Ledger.record` checks).
     """
 
     request_id: str
@@ -217,6 +225,7 @@ class Request:
     output_model: Path
     done: bool = False
     fields: dict[str, Any] = field(default_factory=dict)
+    rows: RequestRows | None = None
 
 
 @dataclass(frozen=True)
@@ -340,7 +349,11 @@ class Ledger:
             fields["from_original"] = True
         if store_indices:
             fields["forget_indices"] = indices
-        return Request(rid, indices, in_path, out, fields=fields)
+        rows = split_request(checkpoint_meta(in_path).get("anchors"), indices)
+        if rows.untrained:  # never trained on: released from the anchors, not unlearned
+            fields["untrained"] = rows.untrained
+            fields["anchors_released"] = rows.released
+        return Request(rid, rows.forget, in_path, out, fields=fields, rows=rows)
 
     def record(self, request: Request, outcome: dict[str, Any]) -> dict[str, Any]:
         """Append ``request`` with its ``outcome`` (metrics, steps, ...) once its model is
@@ -357,6 +370,13 @@ class Ledger:
             raise LedgerError(
                 f"write the model of request {request.request_id} to {request.output_model} "
                 "before recording it"
+            )
+        carried = checkpoint_meta(request.output_model).get("anchors")
+        if request.rows is not None and carried != request.rows.anchors:
+            raise LedgerError(
+                f"the model of request {request.request_id} at {request.output_model} does not "
+                "carry the anchors the request leaves; save it with "
+                'meta["anchors"] = request.rows.anchors'
             )
         entry = {
             **request.fields,
@@ -413,6 +433,10 @@ class Ledger:
             idx = parse_forget(e["forget_indices"], d.train_y)
             if not forget_hash_matches(idx.tolist(), str(e["forget_sha256"])):
                 raise LedgerError(f"{where}: forget_sha256 does not match its forget_indices")
+            untrained = set(e.get("untrained", []))
+            idx = torch.tensor([i for i in idx.tolist() if i not in untrained], dtype=torch.int64)
+            if not len(idx):  # only anchors the model never trained on: nothing to measure
+                continue
             acc = evaluate(model, forget=(d.train_x[idx], d.train_y[idx]))["forget_acc"]
             recorded = e["metrics"]["after"]["forget_acc"]
             if abs(acc - recorded) > 1e-6:

@@ -88,7 +88,7 @@ def check_method(
     forget: Data,
     *,
     retain: Data | None = None,
-    surrogate: Data | Tensor | None = None,
+    surrogate: Tensor | None = None,
     **settings: Any,
 ) -> UnlearnResult:
     """Run ``method`` under its declared fast settings (``settings`` on top) and check the

@@ -30,7 +30,9 @@ class Cell:
     section: str = "main"
     rounds: int = 0  # continual cells: requests in sequence, k instances each
     audit: bool = False  # also measure LiRA, relearn time and CKA (not part of the id)
-    surrogate: str | None = None  # unlabeled anchor images (amnesiac.load_surrogate's spec)
+    # unlabeled anchor images (amnesiac.load_surrogate's spec); "none": forget-only even on a
+    # forget-ready model, whose own anchors a cell without the key uses
+    surrogate: str | None = None
     from_original: bool = False  # continual: each round re-solves every request so far
 
     @property
@@ -355,7 +357,7 @@ def _surrogate_problems(cells: list[Cell], dataset: str, test_rows: list[int] | 
     from amnesiac.data import surrogate_test_rows
 
     out = []
-    for spec in sorted({c.surrogate for c in cells if c.surrogate is not None}):
+    for spec in sorted({c.surrogate for c in cells if c.surrogate not in (None, "none")}):
         try:
             # the row count is not known here: an open range is checked against a large bound
             rows = surrogate_test_rows(spec, dataset, 1 << 62)

@@ -87,11 +87,15 @@ class _Context:
     def __init__(self, grid: Grid) -> None:
         self.grid = grid
         self.data = amnesiac.load_dataset(grid.dataset)
-        if grid.model == "shipped":
-            checkpoint = amnesiac.load_pretrained(grid.dataset)
+        if grid.model in ("shipped", "shipped-ready"):
+            ready = grid.model == "shipped-ready"
+            checkpoint = amnesiac.load_pretrained(grid.dataset, forget_ready=ready)
         else:
             checkpoint = amnesiac.load_checkpoint(grid.path.parent / grid.model)
         self.model, self.meta = checkpoint.model, checkpoint.meta
+        #: the model's own anchors (a forget-ready model), for cells that give none
+        self.anchors = amnesiac.model_anchors(self.meta, train_x=self.data.train_x)
+        self.trained = amnesiac.trained_rows(len(self.data.train_y), self.meta.get("anchors"))
         self._before: dict[tuple[int, int], dict[str, float]] = {}
         self._shadows: amnesiac.Shadows | None = None
         self._surrogates: dict[str, torch.Tensor] = {}
@@ -109,6 +113,19 @@ class _Context:
         if spec not in self._surrogates:
             self._surrogates[spec] = amnesiac.load_surrogate(spec)
         return self._surrogates[spec]
+
+    def cell_anchors(self, cell: Cell) -> tuple[torch.Tensor | None, str | None]:
+        """The anchor images of ``cell`` and what they are: its ``surrogate`` spec (``none``:
+        forget-only), else the model's own anchors for a method that takes them."""
+        if cell.surrogate == "none":
+            return None, None
+        if cell.surrogate:
+            images = self.surrogate(cell.surrogate)
+            return images, f"{len(images):,} images from {cell.surrogate}"
+        info = amnesiac.get_method(cell.method)
+        if self.anchors is None or "surrogate" not in (*info.accepts, *info.reads):
+            return None, None
+        return self.anchors.images, self.anchors.description
 
     def shadows(self, progress: bool = False) -> amnesiac.Shadows:
         """The grid's LiRA shadow models, trained with the model's recipe (cached on disk)."""
@@ -161,9 +178,11 @@ class _Context:
 
     def sets(self, k: int, seed: int) -> tuple[torch.Tensor, Any, Any, Any, int]:
         d = self.data
-        forget = amnesiac.parse_forget(f"random:{k}:{seed}", d.train_y)
-        retain = amnesiac.retain_indices(len(d.train_y), forget)
-        ev = amnesiac.retain_eval_indices(len(d.train_y), forget, self.grid.retain_eval_size, seed)
+        n = len(d.train_y)
+        forget = amnesiac.random_rows(d.train_y, k, seed, self.trained)
+        left_out = torch.cat([forget, amnesiac.retain_indices(n, self.trained)])
+        retain = amnesiac.retain_indices(n, left_out)
+        ev = amnesiac.retain_eval_indices(n, left_out, self.grid.retain_eval_size, seed)
         return (
             forget,
             (d.train_x[forget], d.train_y[forget]),
@@ -237,6 +256,8 @@ def _run_continual(ctx: _Context, cell: Cell, row: dict[str, Any]) -> None:
         retain_eval_size=ctx.grid.retain_eval_size,
         from_original=cell.from_original,
         test=ctx.test,
+        surrogate=ctx.cell_anchors(cell)[0],
+        trained=ctx.trained,
     )
     row.update(
         status="ok",
@@ -256,7 +277,9 @@ def _run_unlearn(ctx: _Context, cell: Cell, row: dict[str, Any]) -> None:
     before = ctx.before(cell.k, cell.seed, f, r_ev)
     info = amnesiac.get_method(cell.method)
     config = cell_config(cell)
+    anchors, described = ctx.cell_anchors(cell)
     row.update(
+        anchors=described,
         settings=config.to_dict(),
         settings_hash=sha256_json(config.to_dict()),
         forget_sha256=amnesiac.forget_sha256(forget),
@@ -268,7 +291,7 @@ def _run_unlearn(ctx: _Context, cell: Cell, row: dict[str, Any]) -> None:
         forget=f,
         method=cell.method,
         retain=retain if info.needs_retain else None,
-        surrogate=ctx.surrogate(cell.surrogate) if cell.surrogate else None,
+        surrogate=anchors,
         **config.to_dict(),
     )
     wall = time.perf_counter() - t0

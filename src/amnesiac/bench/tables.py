@@ -196,14 +196,15 @@ def continual_table(rounds: list[dict[str, Any]]) -> list[str]:
 
 def reads_of(row: dict[str, Any]) -> str:
     """What a row's method read besides the model: ``forget only``, ``forget + unlabeled
-    images`` (a surrogate set) or ``forget + D_r``, from the method's registry entry."""
+    images`` (a surrogate set, or the anchors of a forget-ready model) or ``forget + D_r``, from the method's registry entry."""
     try:
         info = amnesiac.get_method(row["method"])
     except amnesiac.AmnesiacError:
         return "unknown"
     if info.needs_retain:
         return "forget + D_r"
-    if row.get("surrogate") or "surrogate" in info.reads:
+    given = row.get("surrogate") not in (None, "none") or row.get("anchors")
+    if given or "surrogate" in info.reads:
         return "forget + unlabeled images"
     return "forget only"
 

@@ -18,6 +18,7 @@ import amnesiac
 from amnesiac import distributed
 from amnesiac._io import OutputPathError
 from amnesiac.cli import (
+    attach_anchors,
     audit,
     bench,
     continual,
@@ -34,7 +35,18 @@ from amnesiac.errors import AmnesiacError
 
 __all__ = ["PROG", "CLIError", "add_dataclass_flags", "build_parser", "main"]
 
-_COMMANDS = (methods, pretrain, unlearn, continual, verify, evaluate, audit, report, bench)
+_COMMANDS = (
+    methods,
+    pretrain,
+    attach_anchors,
+    unlearn,
+    continual,
+    verify,
+    evaluate,
+    audit,
+    report,
+    bench,
+)
 
 
 def _build() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 import torch
 
 import amnesiac
 from amnesiac import distributed
 from amnesiac.cli.flags import add_dataclass_flags, given
-from amnesiac.data import Splits, load_dataset, surrogate_test_rows
+from amnesiac.data import Splits, load_dataset, load_surrogate, surrogate_test_rows
 from amnesiac.errors import AmnesiacError, CheckpointError
-from amnesiac.models import Checkpoint, load_checkpoint, load_pretrained
+from amnesiac.methods.base import MethodInfo, accepting
+from amnesiac.models import Checkpoint, load_checkpoint, pretrained_path
 
 PROG = "amnesiac"
 
@@ -20,12 +23,29 @@ class CLIError(AmnesiacError):
     """A problem with the command line itself."""
 
 
+#: ``--model`` values that name a shipped model instead of a file.
+SHIPPED = {"shipped": False, "shipped-ready": True}
+MODEL_HELP = (
+    "checkpoint (default: shipped, the model shipped for --dataset; shipped-ready: the "
+    "forget-ready one, trained with 2,000 images reserved as its anchors)"
+)
+
+
+def model_path(spec: str | None, dataset: str) -> Path:
+    """The file of ``--model`` ``spec``: a path, or a shipped model (:data:`SHIPPED`)."""
+    name = spec or "shipped"
+    if name.split(":")[0] in SHIPPED:
+        return pretrained_path(dataset, forget_ready=SHIPPED[name.split(":")[0]])
+    return Path(name)
+
+
 def load_model(spec: str | None, dataset: str) -> tuple[Checkpoint, str]:
-    """The checkpoint ``spec`` (``None`` or ``shipped``: the one shipped for ``dataset``)."""
-    if spec is None or spec == "shipped":
-        ckpt = load_pretrained(dataset)
-        return ckpt, f"shipped:{dataset}"
-    return load_checkpoint(spec), spec
+    """The checkpoint ``spec`` (``None``, ``shipped`` or ``shipped-ready``: the one shipped for
+    ``dataset``) and how to name it."""
+    name = (spec or "shipped").split(":")[0]
+    if name in SHIPPED:
+        return load_checkpoint(model_path(name, dataset)), f"{name}:{dataset}"
+    return load_checkpoint(spec or ""), str(spec)
 
 
 def load_data(args: argparse.Namespace) -> Splits:
@@ -38,6 +58,36 @@ def load_data(args: argparse.Namespace) -> Splits:
     if first and distributed.is_main():
         distributed.barrier()
     return data
+
+
+def run_anchors(
+    args: argparse.Namespace, data: Splits, info: MethodInfo, anchors: dict[str, Any] | None
+) -> tuple[torch.Tensor | None, str | None, str | None]:
+    """The anchor images of the run, what they are, and the spec whose test rows they take:
+    ``--surrogate`` where given, else the model's own anchors (after this request's release)
+    for a method that takes them, unless ``--no-anchors``. ``anchors`` is the model's anchor
+    metadata after the request (:func:`amnesiac.split_request`)."""
+    takes = info.name in accepting("surrogate") or "surrogate" in info.reads
+    if args.surrogate:
+        if not takes:
+            raise CLIError(
+                f"method {args.method!r} does not use --surrogate; methods that do: "
+                + ", ".join(accepting("surrogate"))
+            )
+        images = load_surrogate(args.surrogate, data_dir=args.data_dir, download=args.download)
+        return images, f"{len(images):,} images from {args.surrogate}", args.surrogate
+    if not takes or args.no_anchors or not anchors:
+        return None, None, None
+    found = amnesiac.model_anchors(
+        {"anchors": anchors},
+        train_x=data.train_x,
+        data_dir=args.data_dir,
+        download=args.download,
+    )
+    if found is None:
+        return None, None, None
+    attached = None if found.rows is not None else found.source
+    return found.images, found.description, attached
 
 
 def check_fit(ckpt: Checkpoint, data: Splits, source: str) -> None:

@@ -12,12 +12,31 @@ import torch
 
 import amnesiac
 from amnesiac._io import atomic_write_bytes, atomic_write_text, check_writable
-from amnesiac.cli.common import CLIError, check_fit, fmt, load_model, method_config, table
+from amnesiac.cli.common import (
+    MODEL_HELP,
+    CLIError,
+    check_fit,
+    fmt,
+    held_out_test,
+    load_model,
+    method_config,
+    model_path,
+    run_anchors,
+    table,
+)
 from amnesiac.cli.flags import data_flags, no_progress_flag, retain_eval_size_flag
-from amnesiac.continual import plot_continual, resume_rounds, round_path, run_continual
+from amnesiac.continual import (
+    plot_continual,
+    resume_rounds,
+    round_path,
+    round_settings,
+    run_continual,
+)
 from amnesiac.data import Splits, load_dataset
+from amnesiac.data.anchors import trained_rows
+from amnesiac.data.surrogate import SURROGATE_SPEC_HELP
 from amnesiac.ledger import Ledger
-from amnesiac.models import Checkpoint, pretrained_path
+from amnesiac.models import Checkpoint
 from amnesiac.models.checkpoint import checkpoint_bytes
 
 
@@ -31,13 +50,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "`amnesiac unlearn`. Resumes from the ledger in --out.",
         parents=[data_flags(), retain_eval_size_flag(10000), no_progress_flag()],
     )
-    p.add_argument("--model", default=None, help="checkpoint to start from (default: shipped)")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--rounds", type=int, default=5, help="number of requests (default 5)")
     p.add_argument("--per-round", type=int, default=16, help="instances per request (default 16)")
     p.add_argument("--method", default="l2ul", help="a forget-only method (default l2ul)")
     p.add_argument("--preset", default=None, help="a named settings bundle, e.g. paper")
     p.add_argument("--out", required=True, help="folder for round models, ledger, JSON and plot")
     p.add_argument("--seed", type=int, default=0, help="seed of the instances drawn")
+    p.add_argument(
+        "--surrogate",
+        default=None,
+        help=f"anchors for every round: {SURROGATE_SPEC_HELP} (default: the model's own, where "
+        "it is forget-ready)",
+    )
+    p.add_argument(
+        "--no-anchors", action="store_true", help="forget without the model's own anchors"
+    )
     p.add_argument(
         "--chained",
         action="store_true",
@@ -68,7 +96,7 @@ def _round_writer(
             input_model=in_path if from_original or r == 1 else round_path(out, r - 1),
             forget_indices=row["forget_indices"],
             method=args.method,
-            settings=config.to_dict(),
+            settings=round_settings(config, r - 1),
             output_model=path,
             preset=args.preset,
             request_id=f"round-{r}",
@@ -152,7 +180,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     check_fit(ckpt, data, source)
     out.mkdir(exist_ok=True)
     ledger = Ledger(out / "ledger.jsonl")
-    in_path = pretrained_path(data.name) if args.model in (None, "shipped") else Path(args.model)
+    in_path = model_path(args.model, data.name)
     from_original = not args.chained
     start = resume_rounds(ledger, in_path, out, from_original=from_original)
     if start:
@@ -161,6 +189,11 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         f"continual {args.method}: {args.rounds} rounds x {args.per_round} instances of "
         f"{data.name} from {source}"
     )
+    info = amnesiac.get_method(args.method)
+    surrogate, described, spec = run_anchors(args, data, info, ckpt.meta.get("anchors"))
+    test = held_out_test(data, spec)
+    if described:
+        print(f"anchors: {described}; D_test: the {len(test[1])} test images outside them")
     rows = run_continual(
         ckpt.model,
         data,
@@ -174,8 +207,11 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         on_round=_round_writer(args, ledger, ckpt, source, in_path, config, data.name),
         start=start,
         from_original=from_original,
+        test=test,
+        surrogate=surrogate,
+        trained=trained_rows(len(data.train_y), ckpt.meta.get("anchors")),
     )
-    before = amnesiac.evaluate(ckpt.model, test=(data.test_x, data.test_y))["test_acc"]
+    before = amnesiac.evaluate(ckpt.model, test=test)["test_acc"]
     _finish(args, rows, before, config, data, source)
     print(f"wrote {out / 'continual.json'}, {out / 'continual.png'} and {ledger.path}")
     return 0

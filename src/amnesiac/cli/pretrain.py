@@ -16,6 +16,7 @@ from amnesiac._versions import software_versions
 from amnesiac.cli.common import CLIError, fmt, load_data
 from amnesiac.cli.flags import add_dataclass_flags, data_flags, given
 from amnesiac.data import Splits
+from amnesiac.data.anchors import reserve_rows, reserved_meta, trained_rows
 from amnesiac.models import list_archs, model_meta
 from amnesiac.training import PRETRAIN_SETUPS, TrainRecipe
 
@@ -40,6 +41,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--arch", default=None, help="one of " + ", ".join(list_archs()) + " (default: resnet20)"
     )
     p.add_argument("--out", required=True, help="checkpoint to write (safetensors)")
+    p.add_argument(
+        "--reserve",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep N training images out of training (stratified by class, drawn with --seed) "
+        "and record them in the checkpoint as its anchors: a forget-ready model, whose "
+        "deletion requests are held on real images it never saw (default: 0)",
+    )
     p.add_argument(
         "--device",
         default="auto",
@@ -84,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
     device = _device(args.device)
     data = load_data(args)
     c, h, w = data.input_shape
+    reserve = reserve_rows(data.train_y, args.reserve, recipe.seed) if args.reserve else None
+    anchors = reserved_meta(data.name, reserve, recipe.seed) if reserve is not None else None
+    rows = trained_rows(len(data.train_y), anchors)
     torch.manual_seed(recipe.seed)
     model = amnesiac.create_model(
         arch, in_channels=c, num_classes=data.num_classes, mean=data.mean, std=data.std
@@ -91,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
     processes = distributed.processes()
     on = f" on {device}" + (f", {processes} processes" if processes > 1 else "")
     print(
-        f"pretraining {arch} on {data.name}: {len(data.train_y)} train, "
-        f"{len(data.test_y)} test images, {recipe.epochs} epochs{on}"
+        f"pretraining {arch} on {data.name}: {len(rows)} train"
+        + (f" ({args.reserve} reserved as anchors)" if args.reserve else "")
+        + f", {len(data.test_y)} test images, {recipe.epochs} epochs{on}"
     )
     accs: list[float] = []
     t0 = time.perf_counter()
@@ -109,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
 
     amnesiac.train_classifier(
         model,
-        data.train_x.to(device),
-        data.train_y.to(device),
+        data.train_x[rows].to(device),
+        data.train_y[rows].to(device),
         recipe,
         progress=True,
         on_epoch=on_epoch,
@@ -128,11 +142,13 @@ def run(args: argparse.Namespace) -> int:
         recipe=recipe.to_dict(),
         test_acc=accs[-1] if accs else None,
         trained_by=f"amnesiac pretrain --dataset {data.name} {given_recipe}--arch {arch} "
-        f"--epochs {recipe.epochs} --seed {recipe.seed}",
+        f"--epochs {recipe.epochs} --seed {recipe.seed}"
+        + (f" --reserve {args.reserve}" if args.reserve else ""),
         versions=software_versions(),
         seconds=round(time.perf_counter() - t0, 1),
         processes=processes,
         device=device.type,
+        **({"anchors": anchors} if anchors else {}),
     )
     if distributed.is_main():  # every process holds the same model; one writes it
         amnesiac.save_checkpoint(model, out, meta)

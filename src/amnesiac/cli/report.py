@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from amnesiac._io import atomic_write_text, check_writable
-from amnesiac.cli.common import CLIError, check_fit, held_out_test, load_model
+from amnesiac.cli.common import SHIPPED, CLIError, check_fit, held_out_test, load_model, model_path
 from amnesiac.data import Splits, load_dataset, parse_forget
 from amnesiac.hashing import file_sha256, forget_sha256
 from amnesiac.html_report import (
@@ -20,7 +20,7 @@ from amnesiac.html_report import (
     relabel_run,
     render_report_html,
 )
-from amnesiac.models import Checkpoint, load_checkpoint, pretrained_path
+from amnesiac.models import Checkpoint, load_checkpoint
 
 #: What a report must hold for its page (``amnesiac unlearn --report`` writes all of it).
 REPORT_KEYS = ("method", "dataset", "model", "forget_indices", "forget_sha256", "before", "after")
@@ -101,9 +101,9 @@ def _model(
 ) -> tuple[Checkpoint, str, str]:
     """The checkpoint ``spec`` (``shipped:...`` or a path), its path and SHA-256, checked
     against the SHA-256 the report recorded for it."""
-    if spec == "shipped" or spec.startswith("shipped:"):
-        ckpt, _ = load_model(None, dataset)
-        path = str(pretrained_path(dataset))
+    if spec.split(":")[0] in SHIPPED:
+        ckpt, _ = load_model(spec, dataset)
+        path = str(model_path(spec, dataset))
     else:
         found = _find(spec, report_path)
         if not found.is_file():

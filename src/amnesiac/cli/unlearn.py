@@ -18,6 +18,7 @@ from amnesiac import distributed
 from amnesiac._io import atomic_write_bytes, atomic_write_text, check_writable
 from amnesiac._versions import software_versions
 from amnesiac.cli.common import (
+    MODEL_HELP,
     CLIError,
     check_fit,
     fmt,
@@ -25,6 +26,8 @@ from amnesiac.cli.common import (
     load_data,
     load_model,
     method_config,
+    model_path,
+    run_anchors,
     table,
 )
 from amnesiac.cli.flags import (
@@ -36,16 +39,16 @@ from amnesiac.cli.flags import (
 )
 from amnesiac.data import (
     Splits,
-    load_surrogate,
     parse_forget,
     retain_eval_indices,
     retain_indices,
 )
+from amnesiac.data.anchors import RequestRows, split_request, trained_rows
 from amnesiac.data.surrogate import SURROGATE_SPEC_HELP
 from amnesiac.html_report import ledger_view, model_outcomes, relabel_run, render_report_html
 from amnesiac.ledger import Ledger, Request, file_sha256, forget_sha256
-from amnesiac.methods.base import MethodInfo, accepting
-from amnesiac.models import pretrained_path
+from amnesiac.methods.base import MethodInfo, accepting, forget_only_cost
+from amnesiac.models import Checkpoint
 from amnesiac.models.checkpoint import checkpoint_bytes
 
 DEFAULT_METHOD = "l2ul"
@@ -68,7 +71,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default=None,
-        help="checkpoint to unlearn from (default: the model shipped for --dataset)",
+        help=MODEL_HELP,
     )
     p.add_argument(
         "--forget",
@@ -85,6 +88,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"{SURROGATE_SPEC_HELP}; for methods that accept it "
         f"({', '.join(accepting('surrogate'))}). Test rows taken from the dataset's own test "
         "split are left out of D_test",
+    )
+    p.add_argument(
+        "--no-anchors",
+        action="store_true",
+        help="forget without the model's own anchors (forget-only), even where it has them",
     )
     p.add_argument("--out", default=None, help="unlearned checkpoint to write")
     p.add_argument("--report", default=None, help="JSON report to write")
@@ -134,7 +142,7 @@ def add_method_help(parser: argparse.ArgumentParser, argv: list[str]) -> None:
 
 def _input_path(args: argparse.Namespace, dataset: str) -> str | Path:
     """The file of the model the run starts from (the shipped one for ``--model shipped``)."""
-    return pretrained_path(dataset) if args.model in (None, "shipped") else args.model
+    return model_path(args.model, dataset)
 
 
 def _ledger_request(
@@ -165,31 +173,37 @@ Pair = tuple[torch.Tensor, torch.Tensor]
 class _Sets:
     """What one run reads and is measured on."""
 
-    forget: torch.Tensor  # the forget indices
-    retain_all: torch.Tensor  # every retained index
+    forget: torch.Tensor  # the forget indices the model was trained on
+    rows: RequestRows  # the request, split on the model's anchors
+    retain_all: torch.Tensor  # every retained index the model was trained on
     retain_ev: torch.Tensor  # the D_r evaluation subset
     f_set: Pair
     r_eval: Pair
     test: Pair
     surrogate: torch.Tensor | None
+    anchors: str | None  # what the anchors are, for a person
 
 
-def _sets(args: argparse.Namespace, data: Splits, forget: torch.Tensor, info: MethodInfo) -> _Sets:
-    """D_f, D_r, D_test and the surrogate images (whose test rows leave D_test)."""
-    retain_all = retain_indices(len(data.train_y), forget)
-    retain_ev = retain_eval_indices(len(data.train_y), forget, args.retain_eval_size, 0)
+def _sets(
+    args: argparse.Namespace,
+    data: Splits,
+    ckpt: Checkpoint,
+    rows: RequestRows,
+    info: MethodInfo,
+) -> _Sets:
+    """D_f, D_r (rows the model was trained on), D_test and the anchor images (whose test rows
+    leave D_test)."""
+    n = len(data.train_y)
+    forget = torch.tensor(rows.forget, dtype=torch.int64)
+    untrained = retain_indices(n, trained_rows(n, ckpt.meta.get("anchors")))
+    left_out = torch.unique(torch.cat([forget, untrained]))
+    retain_all = retain_indices(n, left_out)
+    retain_ev = retain_eval_indices(n, left_out, args.retain_eval_size, 0)
     f_set = (data.train_x[forget], data.train_y[forget])
     r_eval = (data.train_x[retain_ev], data.train_y[retain_ev])
-    surrogate = None
-    if args.surrogate:
-        if info.name not in accepting("surrogate"):
-            raise CLIError(
-                f"method {args.method!r} does not use --surrogate; methods that do: "
-                + ", ".join(accepting("surrogate"))
-            )
-        surrogate = load_surrogate(args.surrogate, data_dir=args.data_dir, download=args.download)
-    test = held_out_test(data, args.surrogate)  # D_test must not hold the anchors
-    return _Sets(forget, retain_all, retain_ev, f_set, r_eval, test, surrogate)
+    surrogate, described, spec = run_anchors(args, data, info, rows.anchors)
+    test = held_out_test(data, spec)  # D_test must not hold the anchors
+    return _Sets(forget, rows, retain_all, retain_ev, f_set, r_eval, test, surrogate, described)
 
 
 def _print_outcome(
@@ -218,11 +232,6 @@ def _print_outcome(
     n_ev = len(sets.retain_ev)
     r_note = "all" if n_ev == len(sets.retain_all) else f"a seeded subset of {n_ev}"
     print(f"D_r evaluated on {r_note} retained instances")
-    if sets.surrogate is not None:
-        print(
-            f"surrogate: {len(sets.surrogate)} unlabeled images ({args.surrogate}); D_test is "
-            f"the {len(sets.test[1])} test images outside them"
-        )
     kept = f"; update shrunk to {result.update_fraction:.1%}" if result.update_fraction < 1 else ""
     print(
         f"steps: {result.steps} (stopped by {result.stopped_by}; forgotten: "
@@ -259,6 +268,8 @@ def _report(
         "forget_sha256": forget_sha256(sets.forget),
         "retain_eval_size": len(sets.retain_ev),
         "surrogate": args.surrogate,
+        "anchors": sets.anchors,
+        "released": sets.rows.released,
         "test_size": len(sets.test[1]),
         "before": before,
         "after": after,
@@ -306,6 +317,57 @@ def _write_outputs(
         atomic_write_text(args.forget_out, "\n".join(map(str, forget)) + "\n")
 
 
+def _announce(
+    args: argparse.Namespace, data: Splits, sets: _Sets, info: MethodInfo, source: str
+) -> None:
+    """What the run forgets, from which model, and with which anchors (or what it costs
+    without them)."""
+    print(
+        f"{args.method}: forgetting {len(sets.forget)} of {len(data.train_y)} {data.name} "
+        f"training instances ({args.forget}) from {source}"
+    )
+    if sets.rows.released:
+        left = len(sets.rows.anchors["rows"]) if sets.rows.anchors else 0
+        print(
+            f"released: {len(sets.rows.released)} requested images are reserved anchors the "
+            f"model never trained on; they leave its anchor set ({left:,} left)"
+        )
+    if sets.anchors is not None:
+        print(f"anchors: {sets.anchors}; D_test: the {len(sets.test[1])} test images outside them")
+        return
+    cost = forget_only_cost(info.cls, len(sets.forget))
+    if cost is not None:
+        print(
+            f"anchors: none (forget-only). On the benchmark this costs about {cost[1]:.1f} "
+            f"test points at k={cost[0]}; give unlabeled in-domain images with --surrogate "
+            "SPEC, or make the model forget-ready (`amnesiac attach-anchors`, "
+            "`amnesiac pretrain --reserve N`)"
+        )
+
+
+def _release_only(
+    args: argparse.Namespace, ckpt: Checkpoint, rows: RequestRows, request: Request | None
+) -> int:
+    """A request of reserved anchors only: the model never trained on them, so they leave its
+    anchor set and the weights stay as they are."""
+    left = len(rows.anchors["rows"]) if rows.anchors else 0
+    print(
+        f"all {len(rows.untrained)} requested images are anchors the model never trained on: "
+        f"released from its anchor set ({left:,} left); the weights are unchanged"
+    )
+    if args.out:
+        atomic_write_bytes(
+            args.out, checkpoint_bytes(ckpt.model, {**ckpt.meta, "anchors": rows.anchors})
+        )
+        print(f"saved {args.out}")
+    if request is not None:
+        entry = Ledger(args.ledger).record(
+            request, {"metrics": None, "forgotten": True, "steps": 0}
+        )
+        print(f"ledger {args.ledger}: request {entry['request_id']} recorded")
+    return 0
+
+
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     """Unlearn ``--forget`` from ``--model``; print the outcome and write the outputs asked for."""
     config = method_config(args, extra)
@@ -316,34 +378,25 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     ckpt, source = load_model(args.model, data.name)
     check_fit(ckpt, data, source)
     forget = parse_forget(args.forget, data.train_y)
-    request = None
-    if args.ledger:
-        request = _ledger_request(args, data.name, forget, config.to_dict())
-        if request.done:
-            print(
-                f"request {request.request_id} is already in {args.ledger} with its model "
-                f"{args.out}; nothing to do"
-                + (
-                    ""
-                    if not args.html
-                    else " (no page written: `amnesiac report REPORT.json "
-                    "--html PAGE` makes it from the run's report)"
-                )
-            )
-            return 0
-        if args.from_original:
-            forget = torch.tensor(request.forget_indices, dtype=torch.int64)
+    request = _ledger_request(args, data.name, forget, config.to_dict()) if args.ledger else None
+    if request is not None and request.done:
+        page = "" if not args.html else " (no page written: `amnesiac report REPORT.json --html "
+        print(
+            f"request {request.request_id} is already in {args.ledger} with its model "
+            f"{args.out}; nothing to do" + (page and page + "PAGE` makes it from the run's report)")
+        )
+        return 0
+    rows = (request and request.rows) or split_request(ckpt.meta.get("anchors"), forget.tolist())
+    if not rows.forget:
+        return _release_only(args, ckpt, rows, request)
     info = amnesiac.get_method(args.method)
     if distributed.active() and args.method not in DATA_PARALLEL_METHODS:
         raise CLIError(
             f"under torchrun, `unlearn` runs {', '.join(DATA_PARALLEL_METHODS)} (data-parallel "
             f"training); method {args.method!r} runs in one process: start it without torchrun"
         )
-    sets = _sets(args, data, forget, info)
-    print(
-        f"{args.method}: forgetting {len(forget)} of {len(data.train_y)} {data.name} training "
-        f"instances ({args.forget}) from {source}"
-    )
+    sets = _sets(args, data, ckpt, rows, info)
+    _announce(args, data, sets, info, source)
     t0 = time.perf_counter()
     before = amnesiac.evaluate(ckpt.model, forget=sets.f_set, retain=sets.r_eval, test=sets.test)
     t_before = time.perf_counter() - t0
@@ -366,7 +419,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     unlearned = {
         "method": args.method,
         "from": source,
-        "forget_sha256": forget_sha256(forget),
+        "forget_sha256": forget_sha256(sets.forget),
         "settings": result.config,
     }
     report = _report(args, data, source, sets, before, after, result, seconds)
@@ -380,10 +433,13 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             forget_indices=sets.forget.tolist(),
             relabel=relabel_run(report),
         )
+    meta = {**ckpt.meta, "unlearned": unlearned}
+    if rows.anchors is not None:
+        meta["anchors"] = rows.anchors
     # write every output only after everything succeeded; under torchrun every process holds
     # the same model and rank 0 writes
     if distributed.is_main():
-        _write_outputs(args, outs, {**ckpt.meta, "unlearned": unlearned}, result, request, report)
+        _write_outputs(args, outs, meta, result, request, report)
         if args.html and outcomes is not None:
             _write_html(args, report, outcomes, sets, data.classes)
     distributed.barrier()

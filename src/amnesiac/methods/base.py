@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -59,6 +60,20 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+def forget_only_cost(cls: type[Unlearner], k: int) -> tuple[int, float] | None:
+    """The measured ``(k, drop)`` of ``cls`` without anchors nearest to ``k`` (on a log scale),
+    or ``None`` where the method records none.
+
+    Example:
+        >>> from amnesiac.methods.l2ul import L2UL
+        >>> forget_only_cost(L2UL, 40)
+        (32, 3.67)
+    """
+    if not cls.forget_only_cost:
+        return None
+    return min(cls.forget_only_cost, key=lambda kd: abs(math.log(kd[0]) - math.log(max(k, 1))))
+
+
 class Unlearner:
     """Base class of every unlearning method. See the module docstring.
 
@@ -93,6 +108,10 @@ class Unlearner:
     #: Settings under which the method runs in seconds on a small model and forget set, and
     #: still forgets (:func:`amnesiac.testing.check_method` runs it under them).
     fast_settings: ClassVar[dict[str, Any]] = {}
+    #: For methods that accept anchors (``surrogate``): what a run without them was measured
+    #: to cost on the benchmark, as ``(k, D_test drop in points)`` pairs, so a caller can say
+    #: what forget-only means at its k (:func:`forget_only_cost`).
+    forget_only_cost: ClassVar[tuple[tuple[int, float], ...]] = ()
 
     def __init__(self, config: UnlearnConfig) -> None:
         if not isinstance(config, self.config_cls):

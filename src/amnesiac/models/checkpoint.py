@@ -74,14 +74,8 @@ def _refuse_pickle(path: Path) -> CheckpointError:
     )
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Load a checkpoint written by :func:`save_checkpoint`. Never executes code.
-
-    Raises:
-        CheckpointError: The file is missing, not safetensors (pickles are refused), lacks
-            amnesiac metadata, does not fit its architecture, or holds NaN/inf weights.
-    """
-    path = Path(path)
+def _read(path: Path) -> tuple[bytes, dict[str, Any]]:
+    """The file's bytes and its amnesiac metadata, checked; never executes code."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (or is not a file)")
     raw = path.read_bytes()
@@ -93,13 +87,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             "amnesiac.save_checkpoint"
         )
     try:
-        tensors = st_load(raw)
         header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
-    except (SafetensorError, ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({e})") from None
     try:
         meta = json.loads(header.get("__metadata__", {})["amnesiac"])
-    except (KeyError, TypeError, json.JSONDecodeError):
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError):
         raise CheckpointError(
             f"{path} is a safetensors file without amnesiac metadata; save it with "
             "amnesiac.save_checkpoint"
@@ -107,6 +100,31 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     missing = [k for k in _REQUIRED if k not in meta]
     if missing:
         raise CheckpointError(f"{path}: metadata lacks {missing}")
+    return raw, meta
+
+
+def checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """The metadata of a checkpoint, read from its header without loading the weights.
+
+    Raises:
+        CheckpointError: As :func:`load_checkpoint`, for the file and its metadata.
+    """
+    return _read(Path(path))[1]
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a checkpoint written by :func:`save_checkpoint`. Never executes code.
+
+    Raises:
+        CheckpointError: The file is missing, not safetensors (pickles are refused), lacks
+            amnesiac metadata, does not fit its architecture, or holds NaN/inf weights.
+    """
+    path = Path(path)
+    raw, meta = _read(path)
+    try:
+        tensors = st_load(raw)
+    except (SafetensorError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({e})") from None
     try:
         model = create_model(
             meta["arch"],
