@@ -35,8 +35,22 @@ def ready(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A forget-ready digits ResNet-20: 200 of its training images reserved (2 epochs)."""
     out = tmp_path_factory.mktemp("ready") / "ready.safetensors"
     code = main(
-        ["pretrain", "--dataset", "digits", "--epochs", "3", "--batch-size", "64"]
-        + ["--crop-padding", "0", "--no-flip", "--reserve", "200", "--out", str(out)]
+        [
+            "pretrain",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "64",
+            "--crop-padding",
+            "0",
+            "--no-flip",
+            "--reserve",
+            "200",
+            "--out",
+            str(out),
+        ]
     )
     assert code == 0
     return out
@@ -165,14 +179,40 @@ def test_a_request_naming_reserved_images_releases_them(ready, digits, tmp_path,
 
 def test_a_request_that_empties_the_reserve_then_a_clear_error(digits, tmp_path, capsys) -> None:
     model = tmp_path / "m.safetensors"
-    assert main(["pretrain", "--dataset", "digits", "--epochs", "1", "--reserve", "12"]
-                + ["--out", str(model)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "pretrain",
+                "--dataset",
+                "digits",
+                "--epochs",
+                "1",
+                "--reserve",
+                "12",
+                "--out",
+                str(model),
+            ]
+        )
+        == 0
+    )
     reserved = amnesiac.checkpoint_meta(model)["anchors"]["rows"]
     (tmp_path / "f.txt").write_text("\n".join(map(str, reserved)))
     emptied = tmp_path / "e.safetensors"
     base = ["unlearn", "--dataset", "digits", *FAST]
-    assert main([*base, "--model", str(model), "--forget", str(tmp_path / "f.txt")]
-                + ["--out", str(emptied)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                *base,
+                "--model",
+                str(model),
+                "--forget",
+                str(tmp_path / "f.txt"),
+                "--out",
+                str(emptied),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     out = tmp_path / "x.safetensors"
     code = main([*base, "--model", str(emptied), "--forget", "random:4:0", "--out", str(out)])
@@ -184,8 +224,20 @@ def test_a_request_that_empties_the_reserve_then_a_clear_error(digits, tmp_path,
 def test_attach_anchors_makes_a_model_forget_ready(digits, tmp_path, capsys) -> None:
     out = tmp_path / "ready.safetensors"
     shipped = str(amnesiac.models.pretrained_path("digits"))
-    assert main(["attach-anchors", "--model", shipped, "--anchors", "digits:test:0:100"]
-                + ["--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "attach-anchors",
+                "--model",
+                shipped,
+                "--anchors",
+                "digits:test:0:100",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     record = amnesiac.checkpoint_meta(out)["anchors"]
     assert record == attached_meta("digits:test:0:100", digits.test_x[:100])
     capsys.readouterr()
@@ -240,7 +292,7 @@ def test_changed_attached_images_are_refused(digits, tmp_path) -> None:
 
 
 def test_the_api_refuses_labelled_or_forgotten_anchors(tiny_model, forget8, digits) -> None:
-    x, y = forget8
+    x, _y = forget8
     model_sha = [p.detach().clone() for p in tiny_model.parameters()]
     with pytest.raises(InvalidForgetSetError, match="unlabeled images"):
         amnesiac.unlearn(tiny_model, forget=forget8, surrogate=(digits.test_x, digits.test_y))

@@ -196,7 +196,8 @@ def continual_table(rounds: list[dict[str, Any]]) -> list[str]:
 
 def reads_of(row: dict[str, Any]) -> str:
     """What a row's method read besides the model: ``forget only``, ``forget + unlabeled
-    images`` (a surrogate set, or the anchors of a forget-ready model) or ``forget + D_r``, from the method's registry entry."""
+    images`` (a surrogate set, or the anchors of a forget-ready model) or ``forget + D_r``,
+    from the method's registry entry."""
     try:
         info = amnesiac.get_method(row["method"])
     except amnesiac.AmnesiacError:
