@@ -37,9 +37,9 @@ setup: $(STAMP) data browser
 
 demo: setup
 	mkdir -p out
-	$(BIN)/amnesiac unlearn --dataset fashion-mnist --forget random:32:0 --method l2ul \
-		--out out/demo-unlearned.safetensors --report out/demo-report.json --forget-out out/demo-forget.txt \
-		--html out/demo-report.html
+	$(BIN)/amnesiac unlearn --dataset fashion-mnist --model shipped-ready --forget random:32:0 \
+		--retain-eval-size 10000 --out out/demo-unlearned.safetensors --report out/demo-report.json \
+		--forget-out out/demo-forget.txt --html out/demo-report.html
 
 # The README's picture of the demo's page, taken by the browser test's Chromium (after make demo).
 docs/demo-report.png: out/demo-report.html setup

@@ -14,6 +14,12 @@ class OutputPathError(AmnesiacError, OSError):
     """An output path cannot be written."""
 
 
+def cache_root() -> Path:
+    """Where amnesiac caches what it can compute again: ``$AMNESIAC_CACHE``, else
+    ``~/.cache/amnesiac``."""
+    return Path(os.environ.get("AMNESIAC_CACHE") or Path.home() / ".cache" / "amnesiac")
+
+
 def check_writable(path: str | Path) -> Path:
     """Return ``path`` as a Path if its folder exists and is writable, else raise a clear error."""
     path = Path(path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from amnesiac import distributed
+from amnesiac._io import cache_root
 from amnesiac.data.datasets import Splits
 from amnesiac.models import create_model
 from amnesiac.models.checkpoint import load_checkpoint, model_meta, save_checkpoint
@@ -29,8 +29,7 @@ from amnesiac.training import TrainRecipe, train_classifier
 
 def default_cache_dir() -> Path:
     """``$AMNESIAC_CACHE/shadows``, else ``~/.cache/amnesiac/shadows``."""
-    root = os.environ.get("AMNESIAC_CACHE") or Path.home() / ".cache" / "amnesiac"
-    return Path(root) / "shadows"
+    return cache_root() / "shadows"
 
 
 def shadow_membership(n: int, index: int, seed: int) -> Tensor:

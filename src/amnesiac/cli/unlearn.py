@@ -30,6 +30,7 @@ from amnesiac.cli.common import (
     run_anchors,
     table,
 )
+from amnesiac.cli.evalcache import before_evaluation
 from amnesiac.cli.flags import (
     add_dataclass_flags,
     data_flags,
@@ -249,6 +250,7 @@ def _report(
     args: argparse.Namespace,
     data: Splits,
     source: str,
+    model_sha: str,
     sets: _Sets,
     before: dict[str, float],
     after: dict[str, float],
@@ -262,7 +264,7 @@ def _report(
         "settings": result.config,
         "dataset": data.name,
         "model": source,
-        "model_sha256": file_sha256(_input_path(args, data.name)),
+        "model_sha256": model_sha,
         "forget_spec": args.forget,
         "forget_indices": sets.forget.tolist(),
         "forget_sha256": forget_sha256(sets.forget),
@@ -398,7 +400,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     sets = _sets(args, data, ckpt, rows, info)
     _announce(args, data, sets, info, source)
     t0 = time.perf_counter()
-    before = amnesiac.evaluate(ckpt.model, forget=sets.f_set, retain=sets.r_eval, test=sets.test)
+    model_sha = file_sha256(_input_path(args, data.name))
+    before, test_pred = before_evaluation(
+        ckpt.model, model_sha, forget=sets.f_set, retain=sets.r_eval, test=sets.test
+    )
     t_before = time.perf_counter() - t0
     retain_all = sets.retain_all
     retain = (data.train_x[retain_all], data.train_y[retain_all]) if info.needs_retain else None
@@ -422,7 +427,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         "forget_sha256": forget_sha256(sets.forget),
         "settings": result.config,
     }
-    report = _report(args, data, source, sets, before, after, result, seconds)
+    report = _report(args, data, source, model_sha, sets, before, after, result, seconds)
     outcomes = None
     if args.html:  # the models' outputs for the page, before anything is written
         outcomes = model_outcomes(
@@ -432,6 +437,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             test=sets.test,
             forget_indices=sets.forget.tolist(),
             relabel=relabel_run(report),
+            test_pred_before=test_pred,
         )
     meta = {**ckpt.meta, "unlearned": unlearned}
     if rows.anchors is not None:

@@ -132,6 +132,7 @@ def model_outcomes(
     forget_indices: Sequence[int],
     relabel: bool = False,
     batch_size: int = 1024,
+    test_pred_before: Tensor | None = None,
 ) -> dict[str, Any]:
     """Run both models on D_f and D_test and gather what the request page shows.
 
@@ -144,6 +145,8 @@ def model_outcomes(
         relabel: The run trained toward targets: add each instance's target, the original
             model's runner-up class (what :func:`amnesiac.unlearn` uses without ``targets=``).
         batch_size: Inference batch size.
+        test_pred_before: The original model's predicted classes on D_test, where they are
+            known already (a cached evaluation), so it is not run on D_test again.
 
     Returns:
         A JSON-ready dict: ``instances`` (:func:`instance_outcomes`), ``num_classes``,
@@ -159,7 +162,10 @@ def model_outcomes(
     yf, yt = yf.cpu().long(), yt.cpu().long()
     fb = _logits(original, xf, "original", "forget", batch_size)
     fa = _logits(unlearned, xf, "unlearned", "forget", batch_size)
-    tb = _logits(original, xt, "original", "test", batch_size).argmax(1)
+    if test_pred_before is not None:
+        tb = test_pred_before.cpu().long()
+    else:
+        tb = _logits(original, xt, "original", "test", batch_size).argmax(1)
     ta = _logits(unlearned, xt, "unlearned", "test", batch_size).argmax(1)
     num_classes = int(fb.shape[1])
     targets = runner_up(fb, yf) if relabel else None
