@@ -133,7 +133,8 @@ def test_cli_surrogate_leaves_its_rows_out_of_d_test(tmp_path, capsys) -> None:
     ])  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
-    assert "surrogate: 150 unlabeled images" in out and "the 300 test images outside" in out
+    assert "anchors: 150 images from digits:test:0:150" in out
+    assert "the 300 test images outside" in out
     data = json.loads(report.read_text())
     assert data["surrogate"] == "digits:test:0:150" and data["test_size"] == 300
     for bad, message in (

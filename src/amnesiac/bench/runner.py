@@ -34,7 +34,7 @@ from amnesiac.bench.resume import (
     ran_with,
     read_rows,
 )
-from amnesiac.bench.speed import measure_speed
+from amnesiac.bench.speed import ImageCounter, measure_speed
 from amnesiac.continual import run_continual
 
 # the resume rule and the rows file live in amnesiac.bench.resume; their names stay importable
@@ -286,14 +286,15 @@ def _run_unlearn(ctx: _Context, cell: Cell, row: dict[str, Any]) -> None:
         retain_eval_size=n_ev,
     )
     t0 = time.perf_counter()
-    result = amnesiac.unlearn(
-        ctx.model,
-        forget=f,
-        method=cell.method,
-        retain=retain if info.needs_retain else None,
-        surrogate=anchors,
-        **config.to_dict(),
-    )
+    with ImageCounter(type(ctx.model)) as seen:
+        result = amnesiac.unlearn(
+            ctx.model,
+            forget=f,
+            method=cell.method,
+            retain=retain if info.needs_retain else None,
+            surrogate=anchors,
+            **config.to_dict(),
+        )
     wall = time.perf_counter() - t0
     after = amnesiac.evaluate(result.model, forget=f, retain=r_ev, test=ctx.test, membership=True)
     row.update(
@@ -304,6 +305,7 @@ def _run_unlearn(ctx: _Context, cell: Cell, row: dict[str, Any]) -> None:
         update_fraction=result.update_fraction,
         rescued_from=result.rescued_from,
         seconds={**result.seconds, "wall": wall},
+        images={"trained": seen.trained, "inferred": seen.inferred},
         **{f"before_{k}": v for k, v in before.items()},
         **{f"after_{k}": v for k, v in after.items()},
     )

@@ -96,3 +96,43 @@ def measure_speed(
         "speed_batch": float(batch),
         **extra,
     }
+
+
+class ImageCounter:
+    """Counts the images that models of one class see while it is active (a context manager):
+    ``trained`` for forward passes with gradients on (each followed by a backward pass in
+    training; the work that carries across machines and dataset sizes), ``inferred`` for
+    passes without. Counts every model of ``model_class`` (the caller's, and the copies a
+    method makes), from a global forward pre-hook removed on exit.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Linear(3, 2)
+        >>> with ImageCounter(torch.nn.Linear) as seen:
+        ...     _ = net(torch.zeros(5, 3))
+        ...     with torch.no_grad():
+        ...         _ = net(torch.zeros(4, 3))
+        >>> seen.trained, seen.inferred
+        (5, 4)
+    """
+
+    def __init__(self, model_class: type[nn.Module]) -> None:
+        self.model_class = model_class
+        self.trained = 0
+        self.inferred = 0
+        self._handle: Any = None
+
+    def _hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        if type(module) is not self.model_class or not args or not isinstance(args[0], Tensor):
+            return
+        if torch.is_grad_enabled():
+            self.trained += len(args[0])
+        else:
+            self.inferred += len(args[0])
+
+    def __enter__(self) -> ImageCounter:
+        self._handle = nn.modules.module.register_module_forward_pre_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.remove()

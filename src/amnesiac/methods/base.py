@@ -126,6 +126,7 @@ class Unlearner:
             )
         self.config = config
         self._first_forgotten: int | None = None
+        self._history: list[dict[str, float]] = []
         self._perms: dict[str, list[Tensor]] = {}
         #: The forget-set status after the last step (:func:`forget_status`), for stop rules.
         self.status: dict[str, float] = {}
@@ -177,14 +178,22 @@ class Unlearner:
         """Whether to stop after ``step`` (1-based) given whether the objective is met.
 
         With ``stop="forgotten"``: at the first step where the objective holds, or, with
-        ``heal_steps``, at the first step at least ``heal_steps`` after that where it holds.
+        ``heal_steps``, at the first step at least ``heal_steps`` after that where it holds
+        (earlier with ``heal_patience``, once the loss stopped falling).
         """
         c = self.step_config
         if c.stop != "forgotten" or not forgotten:
             return False
         if self._first_forgotten is None:
             self._first_forgotten = step
-        return step - self._first_forgotten >= c.heal_steps
+        healed = step - self._first_forgotten
+        if healed >= c.heal_steps:
+            return True
+        p = c.heal_patience
+        if p == 0 or healed < 2 * p:
+            return False
+        losses = [r["loss"] for r in self._history[-2 * p :]]
+        return sum(losses[p:]) >= sum(losses[:p])
 
     # ----------------------------------------------------------------- helpers for methods
     @contextlib.contextmanager
@@ -276,6 +285,7 @@ class Unlearner:
         t_start = time.perf_counter()
         self.seconds = {}
         self._first_forgotten = None
+        self._history = []
         self._perms = {}
         original = copy.deepcopy(model).eval()
         for p in original.parameters():
@@ -336,6 +346,7 @@ class Unlearner:
         cfg = self.step_config
         budget = min(cfg.max_steps, self.step_budget(data))
         run = _Run(stopped_by="no_steps" if budget == 0 else "max_steps")
+        self._history = run.history
         stats = forget_status(work, data, batch_size=cfg.eval_batch_size)
         if budget > 0 and self.is_done(stats["forgotten"] == 1.0, 0):
             run.stopped_by = self.stop_label()

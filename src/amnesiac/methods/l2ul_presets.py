@@ -26,6 +26,7 @@ PAPER_PRESET: dict[str, Any] = {
     "nearest_target": False,
     "project_forget": False,
     "heal_steps": 0,
+    "heal_patience": 0,
     "stop": "forgotten",
     "max_steps": 2000,
     "reg_weight": 1.0,

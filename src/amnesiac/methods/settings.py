@@ -77,6 +77,11 @@ class StepConfig(UnlearnConfig):
         heal_steps: With ``stop="forgotten"``, steps kept after every instance first meets the
             objective, so the preservation terms can repair the rest; the run ends only at a
             step where the objective holds.
+        heal_patience: With ``heal_steps``, end the heal early once it stops helping: at the
+            first step where the objective holds and the mean loss of the last
+            ``heal_patience`` steps is no lower than that of the ``heal_patience`` steps
+            before them (0: always ``heal_steps``). During the heal the forget term is near
+            zero, so the loss is the preservation terms' (anchors, weight importance).
         shrink_steps: When the run ends with the objective met, bisection steps of a final
             shrink of the update toward the original weights: the smallest fraction ``a`` for
             which ``θ0 + a (θ - θ0)`` still meets the objective is kept
@@ -103,6 +108,7 @@ class StepConfig(UnlearnConfig):
     weight_decay: float = 1e-4
     bn_mode: Literal["train", "eval"] = "train"
     heal_steps: int = 0
+    heal_patience: int = 0
     shrink_steps: int = 0
     clip_grad_norm: float = 0.0
     rescue_clip_grad_norm: float = 20.0
@@ -111,7 +117,14 @@ class StepConfig(UnlearnConfig):
         out = super().problems()
         if not self.lr > 0:
             out.append(f"lr must be > 0, got {self.lr}")
-        for name in ("max_steps", "heal_steps", "shrink_steps", "momentum", "weight_decay"):
+        for name in (
+            "max_steps",
+            "heal_steps",
+            "heal_patience",
+            "shrink_steps",
+            "momentum",
+            "weight_decay",
+        ):
             if getattr(self, name) < 0:
                 out.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.clip_grad_norm < 0:
