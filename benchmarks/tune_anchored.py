@@ -25,13 +25,20 @@ import torch
 import amnesiac
 from amnesiac.bench.speed import ImageCounter
 
+# round 1 ran on the defaults of the day, with the MAS penalty on under anchors
+MAS = {"anchored_reg_weight": 1.0}
 CANDIDATES: dict[str, dict] = {
-    "default": {},
-    "patience20": {"heal_patience": 20},
-    "patience40": {"heal_patience": 40},
-    "surrogate preset": {"preset": "surrogate"},
-    "pb256+patience20": {"proxy_batch_size": 256, "heal_patience": 20},
-    "reg0": {"reg_weight": 0.0},
+    "default": MAS,
+    "patience20": {**MAS, "heal_patience": 20},
+    "patience40": {**MAS, "heal_patience": 40},
+    "surrogate preset": {**MAS, "preset": "surrogate"},
+    "pb256+patience20": {**MAS, "proxy_batch_size": 256, "heal_patience": 20},
+    "reg0": {"anchored_reg_weight": 0.0},  # became the default (anchored_reg_weight=0)
+    # round 2: MAS off under anchors (the best of round 1), a shorter heal or another batch
+    "reg0+heal75": {"anchored_reg_weight": 0.0, "heal_steps": 75},
+    "reg0+heal30": {"anchored_reg_weight": 0.0, "heal_steps": 30},
+    "reg0+pb64": {"anchored_reg_weight": 0.0, "proxy_batch_size": 64},
+    "reg0+pb64+heal75": {"anchored_reg_weight": 0.0, "proxy_batch_size": 64, "heal_steps": 75},
 }
 HERE = Path(__file__).parent
 

@@ -372,3 +372,30 @@ def test_bench_cells_use_the_model_anchors(ready, tmp_path) -> None:
     drawn = amnesiac.random_rows(data.train_y, 4, 0, trained)
     assert not set(drawn.tolist()) & reserved
     assert amnesiac.forget_sha256(drawn) == got["l2ul"]["forget_sha256"]
+
+
+def test_with_anchors_the_mas_penalty_is_anchored_reg_weight(tiny_model, forget8, digits) -> None:
+    sur = digits.test_x[:100]
+    fast = {"max_steps": 60, "heal_steps": 5, "seed": 0}
+    off = amnesiac.unlearn(tiny_model, forget=forget8, surrogate=sur, **fast)
+    assert "importance" not in off.seconds and off.config["anchored_reg_weight"] == 0.0
+    on = amnesiac.unlearn(
+        tiny_model, forget=forget8, surrogate=sur, anchored_reg_weight=1.0, **fast
+    )
+    assert "importance" in on.seconds and "reg" in on.history[-1]
+    alone = amnesiac.unlearn(tiny_model, forget=forget8, **fast)  # forget-only: reg_weight
+    assert "importance" in alone.seconds
+
+
+def test_heal_patience_ends_the_heal_once_the_loss_stops_falling(
+    tiny_model, forget8, digits
+) -> None:
+    base = {"surrogate": digits.test_x[:100], "max_steps": 400, "heal_steps": 200, "seed": 0}
+    base |= {"shrink_steps": 0}
+    full = amnesiac.unlearn(tiny_model, forget=forget8, **base)
+    early = amnesiac.unlearn(tiny_model, forget=forget8, heal_patience=5, **base)
+    assert early.forgotten and early.steps < full.steps
+    losses = [r["loss"] for r in early.history]
+    assert sum(losses[-5:]) >= sum(losses[-10:-5])  # it stopped where the loss stopped falling
+    # the steps before the stop are the full run's, bit for bit
+    assert [r["loss"] for r in full.history[: early.steps]] == losses

@@ -77,7 +77,12 @@ ADDED_SETTINGS: dict[str, dict[str, Any]] = {
     # the rescue acts only on a run that diverged, and such a run's row failed: a row that
     # ended well ran exactly as it would with the rescue
     "StepConfig": {"clip_grad_norm": 0.0, "rescue_clip_grad_norm": 20.0, "heal_patience": 0},
-    "L2ULConfig": {"forget_scale_k": 0, "forget_escalate_steps": 0, "nearest_target": False},
+    "L2ULConfig": {
+        "forget_scale_k": 0,
+        "forget_escalate_steps": 0,
+        "nearest_target": False,
+        "anchored_reg_weight": 1.0,
+    },
 }
 #: Settings a class stopped accepting because they did nothing there: a row that recorded one
 #: still ran as today.
