@@ -32,6 +32,11 @@ CANDIDATES: dict[str, dict] = {
     "L+nearest": {"nearest_target": True},
     "L+project": {"project_forget": True},
     "L+nearest+project": {"nearest_target": True, "project_forget": True},
+    # issue 26: the defaults with anchors, the first 150 digits test images (unlabeled, never
+    # trained on; nothing is measured on the test split), MAS off (the default under anchors)
+    # and on
+    "A": {"surrogate": "test:0:150"},
+    "A+mas": {"surrogate": "test:0:150", "anchored_reg_weight": 1.0},
 }
 
 
@@ -52,6 +57,9 @@ def main() -> None:
         for name, settings in CANDIDATES.items():
             if only and name not in only:
                 continue
+            if "surrogate" in settings:  # "test:START:STOP": those digits test images
+                start, stop = (int(v) for v in settings["surrogate"].split(":")[1:])
+                settings = {**settings, "surrogate": data.test_x[start:stop]}
             measure(model, f, v, base["retain_acc"],
                     {"arch": arch, "name": name, "k": k, "seed": seed},
                     seed=seed, precision="bf16", **settings)
