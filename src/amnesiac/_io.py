@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from amnesiac.errors import AmnesiacError
@@ -12,6 +13,36 @@ from amnesiac.errors import AmnesiacError
 
 class OutputPathError(AmnesiacError, OSError):
     """An output path cannot be written."""
+
+
+try:
+    import fcntl
+except ImportError:  # not on Windows
+    fcntl = None  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def locked(fd: int) -> Iterator[None]:
+    """An exclusive ``flock`` on an open file for the block (none where ``fcntl`` is missing).
+    The kernel releases it when the holder dies, so a killed process blocks nobody."""
+    if fcntl is None:
+        yield
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold the exclusive lock of ``path`` for the block: a ``flock`` on ``PATH.lock`` beside it
+    (created if missing), so it also guards a file that is replaced by renaming, as atomic
+    writes do. Across machines the file system must honour ``flock`` (NFSv4 does)."""
+    path = Path(path)
+    with (path.parent / (path.name + ".lock")).open("a+b") as f, locked(f.fileno()):
+        yield
 
 
 def cache_root() -> Path:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from amnesiac._io import atomic_write_bytes
+from amnesiac._io import atomic_write_bytes, file_lock
 from amnesiac._versions import software_versions, utc_stamp
 from amnesiac.data.anchors import RequestRows, split_request
 from amnesiac.errors import AmnesiacError
@@ -184,12 +184,17 @@ def current_model(entries: list[dict[str, Any]]) -> tuple[str, str] | None:
 
 
 def append_entry(path: str | Path, fields: dict[str, Any]) -> dict[str, Any]:
-    """Append one request to the ledger (atomically) and return the stored entry.
+    """Append one request to the ledger (atomically, under the ledger's lock) and return the
+    stored entry.
 
     ``fields`` must not contain ``prev_hash`` or ``hash``; they are added here.
     """
-    path = Path(path)
-    entries = checked_entries(path)
+    with file_lock(path):
+        return _append(Path(path), checked_entries(path), fields)
+
+
+def _append(path: Path, entries: list[dict[str, Any]], fields: dict[str, Any]) -> dict[str, Any]:
+    """Append ``fields`` after ``entries`` (read under the lock the caller holds)."""
     prev = entries[-1]["hash"] if entries else GENESIS
     entry = {**fields, "prev_hash": prev}
     entry["hash"] = entry_hash(entry)
@@ -378,6 +383,15 @@ class Ledger:
                 "carry the anchors the request leaves; save it with "
                 'meta["anchors"] = request.rows.anchors'
             )
+        if request.forget_indices and "forget_indices" in request.fields:
+            after = (outcome.get("metrics") or {}).get("after") or {}
+            acc = after.get("forget_acc") if isinstance(after, dict) else None
+            if isinstance(acc, bool) or not isinstance(acc, (int, float)):
+                raise LedgerError(
+                    f"the outcome of request {request.request_id} lacks the number verify checks: "
+                    'give {"metrics": {"after": {"forget_acc": ...}}}, the D_f accuracy of its '
+                    "model (amnesiac.evaluate(model, forget=...))"
+                )
         entry = {
             **request.fields,
             "time": utc_stamp(),
@@ -386,10 +400,24 @@ class Ledger:
         }
         if "versions" not in entry:
             entry["versions"] = software_versions()
-        entries = self.entries()
-        if problem := start_problem([*entries, entry], len(entries)):
-            raise LedgerError(f"request {request.request_id} cannot be recorded: {problem}")
-        return append_entry(self.path, entry)
+        # read, check and append under one lock: of several requests that start from the same
+        # model, exactly one is recorded, and the others are told which model is now current
+        with file_lock(self.path):
+            entries = self.entries()
+            if problem := start_problem([*entries, entry], len(entries)):
+                now = current_model(entries)
+                where = (
+                    ""
+                    if now is None
+                    else (
+                        f"; the ledger's current model is now {self.resolve(now[0])}: run the "
+                        f"request again from it (--model {self.resolve(now[0])})"
+                    )
+                )
+                raise LedgerError(
+                    f"request {request.request_id} cannot be recorded: {problem}{where}"
+                )
+            return _append(self.path, entries, entry)
 
     def verify(
         self,

@@ -6,7 +6,6 @@ method gained or lost since are matched at the value that reproduces the old beh
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -15,12 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import amnesiac
+from amnesiac._io import locked
 from amnesiac.bench.grid import Cell, Grid
-
-try:
-    import fcntl
-except ImportError:  # not on Windows
-    fcntl = None  # type: ignore[assignment]
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -45,7 +40,7 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
     no later row (:func:`read_rows` skips it).
     """
     line = (json.dumps(row, sort_keys=True) + "\n").encode()
-    with path.open("a+b") as f, _locked(f.fileno()):
+    with path.open("a+b") as f, locked(f.fileno()):
         if f.seek(0, os.SEEK_END) > 0:
             f.seek(-1, os.SEEK_END)
             if f.read(1) != b"\n":
@@ -53,20 +48,6 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
         f.write(line)
         f.flush()
         os.fsync(f.fileno())
-
-
-@contextlib.contextmanager
-def _locked(fd: int) -> Iterator[None]:
-    """An exclusive lock on an open file for the block (no lock where ``fcntl`` is missing,
-    where only one process appends)."""
-    if fcntl is None:
-        yield
-        return
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 #: Settings added to a settings class after rows were recorded, each with the value that
