@@ -26,11 +26,11 @@ from amnesiac.data import (
 from amnesiac.data.anchors import (
     Anchors,
     model_anchors,
+    random_rows,
     reserve_rows,
     split_request,
     trained_rows,
 )
-from amnesiac.data.forget import random_rows
 from amnesiac.errors import (
     AmnesiacError,
     AnchorError,

@@ -23,7 +23,7 @@ from torch import nn
 from amnesiac._io import atomic_write_bytes
 from amnesiac.api import evaluate, unlearn
 from amnesiac.data import Splits, retain_eval_indices, retain_indices
-from amnesiac.data.forget import random_rows
+from amnesiac.data.anchors import random_rows
 from amnesiac.errors import InvalidSettingsError
 from amnesiac.ledger import Ledger, LedgerError, file_sha256
 from amnesiac.methods.base import UnlearnConfig

@@ -220,17 +220,7 @@ def train_classifier(
 
         cuda = x.device.type == "cuda"
         net = DistributedDataParallel(model, device_ids=[x.device] if cuda else None)
-    params_decay = [p for p in model.parameters() if p.ndim > 1]
-    params_other = [p for p in model.parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD(
-        [
-            {"params": params_decay, "weight_decay": recipe.weight_decay},
-            {"params": params_other, "weight_decay": 0.0},
-        ],
-        lr=recipe.lr,
-        momentum=recipe.momentum,
-        nesterov=recipe.momentum > 0,
-    )
+    opt = _optimizer(model, recipe)
     n = len(x)
     steps_per_epoch = math.ceil(n / recipe.batch_size)
     total = steps_per_epoch * recipe.epochs
@@ -285,6 +275,22 @@ def train_classifier(
         to_contiguous(model)
     model.eval()
     return model
+
+
+def _optimizer(model: nn.Module, recipe: TrainRecipe) -> torch.optim.SGD:
+    """SGD with Nesterov momentum; weight decay on weights, not on biases and BatchNorm."""
+    return torch.optim.SGD(
+        [
+            {
+                "params": [p for p in model.parameters() if p.ndim > 1],
+                "weight_decay": recipe.weight_decay,
+            },
+            {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0},
+        ],
+        lr=recipe.lr,
+        momentum=recipe.momentum,
+        nesterov=recipe.momentum > 0,
+    )
 
 
 def rank_part(m: int, rank: int, world: int) -> Tensor:

@@ -162,7 +162,11 @@ def _completion(grid: Grid, rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _parse_utc(stamp: str) -> float:
-    return datetime.datetime.strptime(stamp, STAMP_FORMAT).replace(tzinfo=datetime.UTC).timestamp()
+    return (
+        datetime.datetime.strptime(stamp, STAMP_FORMAT)
+        .replace(tzinfo=datetime.timezone.utc)
+        .timestamp()
+    )
 
 
 def _speed(rows: list[dict[str, Any]], compare: Compare | None) -> list[str]:

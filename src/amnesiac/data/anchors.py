@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from amnesiac.data.forget import parse_forget
 from amnesiac.errors import AnchorError, InvalidSettingsError
 from amnesiac.hashing import forget_sha256
 
@@ -39,6 +40,7 @@ __all__ = [
     "check_anchor_images",
     "images_sha256",
     "model_anchors",
+    "random_rows",
     "reserve_rows",
     "reserved_meta",
     "shared_images",
@@ -116,6 +118,23 @@ def trained_rows(n_train: int, anchors_meta: dict[str, Any] | None) -> Tensor:
         untrained = anchors_meta["rows"] + anchors_meta.get("released", [])
         keep[torch.tensor(untrained, dtype=torch.int64)] = False
     return keep.nonzero().squeeze(1)
+
+
+def random_rows(labels: Tensor, k: int, seed: int, pool: Tensor | None = None) -> Tensor:
+    """``random:k:seed`` drawn from the rows ``pool`` (default: all rows of ``labels``), as row
+    numbers of ``labels``: how the benchmark and the continual rounds draw forget sets from
+    the rows a model was trained on (a forget-ready model's reserved anchors are not).
+
+    Example:
+        >>> y = torch.arange(10) % 2
+        >>> random_rows(y, 3, 0).tolist() == parse_forget("random:3:0", y).tolist()
+        True
+        >>> set(random_rows(y, 3, 0, pool=torch.tensor([1, 3, 5, 7])).tolist()) <= {1, 3, 5, 7}
+        True
+    """
+    if pool is None:
+        return parse_forget(f"random:{k}:{seed}", labels)
+    return pool[parse_forget(f"random:{k}:{seed}", labels[pool])]
 
 
 def reserved_meta(dataset: str, rows: Tensor, seed: int) -> dict[str, Any]:

@@ -171,23 +171,6 @@ def retain_indices(n: int, forget: Tensor) -> Tensor:
     return keep.nonzero().squeeze(1)
 
 
-def random_rows(labels: Tensor, k: int, seed: int, pool: Tensor | None = None) -> Tensor:
-    """``random:k:seed`` drawn from the rows ``pool`` (default: all rows of ``labels``), as row
-    numbers of ``labels``: how the benchmark and the continual rounds draw forget sets from
-    the rows a model was trained on (a forget-ready model's reserved anchors are not).
-
-    Example:
-        >>> y = torch.arange(10) % 2
-        >>> random_rows(y, 3, 0).tolist() == parse_forget("random:3:0", y).tolist()
-        True
-        >>> set(random_rows(y, 3, 0, pool=torch.tensor([1, 3, 5, 7]))) <= {1, 3, 5, 7}
-        True
-    """
-    if pool is None:
-        return parse_forget(f"random:{k}:{seed}", labels)
-    return pool[parse_forget(f"random:{k}:{seed}", labels[pool])]
-
-
 def retain_eval_indices(n: int, forget: Tensor, size: int, seed: int) -> Tensor:
     """The seeded subset of :func:`retain_indices` on which the CLI, the bench and the continual
     scenario measure D_r: ``size`` of them drawn with ``seed`` and sorted (all when ``size`` is 0
