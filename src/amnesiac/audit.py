@@ -26,6 +26,8 @@ from amnesiac.metrics.lira import (
 )
 from amnesiac.metrics.mia import mia_from_logits
 from amnesiac.metrics.relearn import relearn_steps
+from amnesiac.ops.features import last_linear
+from amnesiac.ops.features import penultimate_features as penultimate
 from amnesiac.shadows import Shadows
 
 
@@ -83,16 +85,16 @@ def lira_report(
 
 @torch.inference_mode()
 def penultimate_features(model: nn.Module, x: Tensor, batch_size: int = 1024) -> Tensor | None:
-    """``model.features(x)`` in eval mode and batches, or ``None`` if the model has none."""
-    features = getattr(model, "features", None)
-    if features is None:
+    """The model's penultimate features (:func:`amnesiac.ops.penultimate_features`) in eval mode
+    and batches, or ``None`` if it has none."""
+    if not hasattr(model, "features") and last_linear(model) is None:
         return None
     was = model.training
     model.eval()
     try:
-        return torch.cat([features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
-    except NotImplementedError:
-        return None
+        return torch.cat(
+            [penultimate(model, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        )
     finally:
         model.train(was)
 

@@ -3,9 +3,8 @@ while distilling the original model on unlabeled surrogate images (SCAR)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -13,6 +12,7 @@ from torch.nn import functional as F
 
 from amnesiac.errors import InvalidSettingsError
 from amnesiac.methods.base import StepConfig, UnlearnConfig, UnlearnData, Unlearner, register
+from amnesiac.ops.features import penultimate_features
 from amnesiac.ops.mahalanobis import ClassStatistics, class_statistics, mahalanobis
 
 
@@ -124,12 +124,10 @@ class Scar(Unlearner):
         sx = data.surrogate_x
         if sx is None:
             raise InvalidSettingsError("scar reads surrogate images; pass surrogate=")
-        features = getattr(original, "features", None)
-        if not callable(features):
-            raise InvalidSettingsError(
-                f"scar needs the model's penultimate features; {type(original).__name__} has no "
-                "features() method (amnesiac's built-in architectures have one)"
-            )
+
+        def features(x: Tensor) -> Tensor:
+            return penultimate_features(original, x)
+
         with self.phase("statistics"), torch.no_grad(), self.autocast(data):
             chunks = range(0, len(sx), c.surrogate_batch_size)
             logits = torch.cat([original(sx[i : i + c.surrogate_batch_size]) for i in chunks])
@@ -167,8 +165,7 @@ class Scar(Unlearner):
                                data.forget_x.device)  # fmt: skip
         x, y = data.forget_x[idx], data.forget_y[idx]
         weight = self._class_weights(model, data)[y]
-        features = cast("Callable[[Tensor], Tensor]", model.features)  # checked in prepare
-        dist = mahalanobis(features(x).float(), self.stats)
+        dist = mahalanobis(penultimate_features(model, x).float(), self.stats)
         lf = (weight * dist.gather(1, self.targets[idx][:, None]).squeeze(1)).mean()
         s_idx = torch.multinomial(
             self.weights, c.surrogate_batch_size, replacement=True, generator=self.generator

@@ -11,10 +11,12 @@
 * :mod:`amnesiac.ops.dampen`: SSD's importances and selective dampening.
 * :mod:`amnesiac.ops.mahalanobis`: SCAR's class statistics and Mahalanobis distances.
 * :mod:`amnesiac.ops.nearest_adv`: AMUN's nearest adversarial example (L2 PGD, growing radius).
+* :mod:`amnesiac.ops.features`: penultimate features of any ``nn.Module`` (SCAR, CKA).
 """
 
 from amnesiac.ops.boundary import nearest_boundary_class
 from amnesiac.ops.dampen import ssd_dampen, ssd_importance
+from amnesiac.ops.features import penultimate_features
 from amnesiac.ops.importance import importance_penalty, mas_importance, normalize_importance
 from amnesiac.ops.layout import channels_last_copy, to_channels_last, to_contiguous
 from amnesiac.ops.mahalanobis import class_statistics, mahalanobis
@@ -38,6 +40,7 @@ __all__ = [
     "nearest_boundary_class",
     "normalize_importance",
     "paper_targets",
+    "penultimate_features",
     "pgd_l2",
     "random_targets",
     "shift_images",

@@ -1,0 +1,54 @@
+"""A classifier's penultimate features, from any ``nn.Module``."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from amnesiac.errors import InvalidSettingsError
+
+
+def last_linear(model: nn.Module) -> nn.Linear | None:
+    """The model's last ``nn.Linear`` in registration order (its classifier head), or ``None``."""
+    found = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            found = m
+    return found
+
+
+def penultimate_features(model: nn.Module, x: Tensor) -> Tensor:
+    """Penultimate features ``(N, D)`` of ``model`` on ``x``: its ``features()`` method where it
+    has one that works (amnesiac's architectures), else the input of its last ``nn.Linear``,
+    caught by a forward pre-hook during one forward pass (torchvision classifiers, an
+    ``nn.Sequential``). Gradients flow; the hook is removed before this returns.
+
+    Raises:
+        InvalidSettingsError: The model has neither.
+
+    Example:
+        >>> import torch
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+        >>> feats = penultimate_features(net, torch.ones(5, 1, 2, 2))
+        >>> torch.equal(feats, net[:3](torch.ones(5, 1, 2, 2)))
+        True
+    """
+    features = getattr(model, "features", None)
+    if callable(features):
+        try:
+            out: Tensor = features(x)
+            return out
+        except NotImplementedError:
+            pass
+    head = last_linear(model)
+    if head is None:
+        raise InvalidSettingsError(
+            f"{type(model).__name__} has no features() method and no nn.Linear layer whose input "
+            "would be its penultimate features; give it a features(x) method returning (N, D)"
+        )
+    caught: list[Tensor] = []
+    handle = head.register_forward_pre_hook(lambda _m, args: caught.append(args[0]))
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    return caught[-1].flatten(1)
