@@ -48,14 +48,16 @@ from amnesiac.data.anchors import RequestRows, split_request, trained_rows
 from amnesiac.data.surrogate import SURROGATE_SPEC_HELP
 from amnesiac.html_report import ledger_view, model_outcomes, relabel_run, render_report_html
 from amnesiac.ledger import Ledger, Request, file_sha256, forget_sha256
-from amnesiac.methods.base import MethodInfo, accepting, forget_only_cost
+from amnesiac.methods.base import (
+    MethodInfo,
+    accepting,
+    data_parallel_methods,
+    forget_only_cost,
+)
 from amnesiac.models import Checkpoint
 from amnesiac.models.checkpoint import checkpoint_bytes
 
 DEFAULT_METHOD = "l2ul"
-#: The methods `unlearn` runs under torchrun: those that train data-parallel
-#: (:func:`amnesiac.train_classifier`); the others would only repeat the same work per process.
-DATA_PARALLEL_METHODS = ("retrain",)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -392,9 +394,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if not rows.forget:
         return _release_only(args, ckpt, rows, request)
     info = amnesiac.get_method(args.method)
-    if distributed.active() and args.method not in DATA_PARALLEL_METHODS:
+    if distributed.active() and not info.cls.data_parallel:
         raise CLIError(
-            f"under torchrun, `unlearn` runs {', '.join(DATA_PARALLEL_METHODS)} (data-parallel "
+            f"under torchrun, `unlearn` runs {', '.join(data_parallel_methods())} (data-parallel "
             f"training); method {args.method!r} runs in one process: start it without torchrun"
         )
     sets = _sets(args, data, ckpt, rows, info)
@@ -406,7 +408,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     )
     t_before = time.perf_counter() - t0
     retain_all = sets.retain_all
-    retain = (data.train_x[retain_all], data.train_y[retain_all]) if info.needs_retain else None
+    reads_retain = info.needs_retain or "retain" in info.accepts  # amun uses D_r when given
+    retain = (data.train_x[retain_all], data.train_y[retain_all]) if reads_retain else None
     result = amnesiac.unlearn(
         ckpt.model,
         forget=sets.f_set,

@@ -60,6 +60,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+def data_parallel_methods() -> list[str]:
+    """The registered methods that train data-parallel under torchrun."""
+    return sorted(name for name, info in registered().items() if info.cls.data_parallel)
+
+
 def forget_only_cost(cls: type[Unlearner], k: int) -> tuple[int, float] | None:
     """The measured ``(k, drop)`` of ``cls`` without anchors nearest to ``k`` (on a log scale),
     or ``None`` where the method records none.
@@ -112,6 +117,9 @@ class Unlearner:
     #: to cost on the benchmark, as ``(k, D_test drop in points)`` pairs, so a caller can say
     #: what forget-only means at its k (:func:`forget_only_cost`).
     forget_only_cost: ClassVar[tuple[tuple[int, float], ...]] = ()
+    #: Whether the method trains data-parallel under torchrun (:func:`amnesiac.train_classifier`
+    #: in a process group), so that several processes share its work instead of repeating it.
+    data_parallel: ClassVar[bool] = False
 
     def __init__(self, config: UnlearnConfig) -> None:
         if not isinstance(config, self.config_cls):

@@ -67,6 +67,8 @@ class Retrain(Unlearner):
     set never been in the training data. Its time is the cost unlearning is meant to avoid.
     """
 
+    data_parallel = True
+
     name = "retrain"
     fast_settings: ClassVar[dict[str, Any]] = {"epochs": 1}
     forgets = False  # only as far as the retained data implies
