@@ -69,6 +69,15 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     ledger.write_text(ledger.read_text().replace('"request_id":"a"', '"request_id":"z"'))
     out["edited.jsonl"] = str(ledger)
     out["dir"] = str(d)
+    (d / "no_images").mkdir()
+    out["no_images"] = str(d / "no_images")
+    # a grid whose results file has a damaged line in the middle (not a torn last write)
+    (d / "grid.yaml").write_text(
+        "name: g\ndataset: digits\nks: [4]\nseeds: [0]\nspeed: false\n"
+        "results: damaged.jsonl\nreport: G.md\nmethods: [neg_grad]\n"
+    )
+    (d / "damaged.jsonl").write_text('{"id": "a"}\nnot json at all}\n{"id": "b"}\n')
+    out["grid.yaml"] = str(d / "grid.yaml")
     return out
 
 
@@ -126,6 +135,78 @@ CATALOG: list[tuple[str, list[str], str]] = [
         "needs the retained",
     ),
     (
+        "pretrain reserving every image",
+        ["pretrain", "--dataset", "digits", "--reserve", "5000", "--out", "OUT/m.safetensors"],
+        "reserve between 0",
+    ),
+    (
+        "attach anchors from an empty folder",
+        [
+            "attach-anchors",
+            "--model",
+            "shipped",
+            "--dataset",
+            "digits",
+            "--anchors",
+            "no_images",
+            "--out",
+            "OUT/m.safetensors",
+        ],
+        "no image files",
+    ),
+    (
+        "attach anchors from a training split",
+        [
+            "attach-anchors",
+            "--model",
+            "shipped",
+            "--dataset",
+            "digits",
+            "--anchors",
+            "digits:train",
+            "--out",
+            "OUT/m.safetensors",
+        ],
+        "training split",
+    ),
+    (
+        "attach anchors of another shape",
+        [
+            "attach-anchors",
+            "--model",
+            "shipped",
+            "--dataset",
+            "digits",
+            "--anchors",
+            "fashion-mnist:test:0:10",
+            "--out",
+            "OUT/m.safetensors",
+        ],
+        "(1, 28, 28)",
+    ),
+    (
+        "surrogate folder without images",
+        U("--surrogate", "no_images", "--method", "l2ul"),
+        "no image files",
+    ),
+    (
+        "surrogate of another shape",
+        U("--surrogate", "fashion-mnist:test:0:10", "--method", "l2ul"),
+        "(1, 28, 28)",
+    ),
+    (
+        "evaluate a missing model",
+        ["evaluate", "--dataset", "digits", "--model", "nope.st"],
+        "does not exist",
+    ),
+    (
+        "report of a missing report",
+        ["report", "OUT/none.json", "--html", "OUT/p.html"],
+        "none.json",
+    ),
+    ("bench of a missing grid", ["bench", "OUT/none.yaml"], "none.yaml"),
+    ("bench rows with a damaged line", ["bench", "grid.yaml", "--report"], "line 2"),
+    (
         "audit with one shadow model",
         [
             "audit",
@@ -161,7 +242,8 @@ def test_bad_input(case: str, argv: list[str], message: str, files: dict[str, st
     argv = [resolve(a) for a in argv]
     if "--out" not in argv and argv[0] == "unlearn":
         argv += ["--report", str(out_dir / "report.json")]
-    code = main([*argv, "--no-progress"] if argv[0] != "verify" else argv)
+    takes_progress = argv[0] in ("unlearn", "continual", "audit")
+    code = main([*argv, "--no-progress"] if takes_progress else argv)
     captured = capsys.readouterr()
     err = captured.err.strip()
     assert code == 2, (case, captured.out, err)

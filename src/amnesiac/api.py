@@ -263,7 +263,7 @@ def evaluate(
             accuracy would mean nothing).
     """
     if membership and (forget is None or retain is None or test is None):
-        raise ValueError(
+        raise InvalidSettingsError(
             "membership=True needs forget, retain and test: the attack learns members (retain) "
             "from non-members (test) and is asked about the forget set"
         )

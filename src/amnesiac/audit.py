@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from amnesiac.api import Data
 from amnesiac.data.tensors import as_tensors
+from amnesiac.errors import InvalidSettingsError
 from amnesiac.hashing import forget_sha256
 from amnesiac.metrics.accuracy import accuracy_from_logits, predict_logits
 from amnesiac.metrics.cka import linear_cka
@@ -190,7 +191,9 @@ def audit(
         out["forget_sha256"] = forget_sha256(torch.as_tensor(forget_indices))
     if shadows is not None:
         if forget_indices is None:
-            raise ValueError("LiRA needs forget_indices: D_f's positions in the training set")
+            raise InvalidSettingsError(
+                "LiRA needs forget_indices: D_f's positions in the training set"
+            )
         idx = torch.as_tensor(forget_indices, dtype=torch.long)
         out["lira"] = lira_report(
             {name: (lg["forget"], lg["test"]) for name, lg in logits.items()},

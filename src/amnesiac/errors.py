@@ -40,3 +40,7 @@ class DivergenceError(AmnesiacError, FloatingPointError):
 
 class AnchorError(AmnesiacError, ValueError):
     """An anchor set that cannot be used: wrong shape, empty, changed, or trained on."""
+
+
+class ResultsFileError(AmnesiacError, ValueError):
+    """A benchmark results file holds a line that is neither a row nor a torn last write."""

@@ -27,7 +27,7 @@ import torch
 from amnesiac._io import atomic_write_bytes, file_lock
 from amnesiac._versions import software_versions, utc_stamp
 from amnesiac.data.anchors import RequestRows, split_request
-from amnesiac.errors import AmnesiacError
+from amnesiac.errors import AmnesiacError, InvalidSettingsError
 from amnesiac.hashing import (
     canonical,
     canonical_sha256,
@@ -73,7 +73,7 @@ def find_entry(
         True
     """
     if output_sha256 is None and forget_sha256 is None:
-        raise ValueError("find_entry needs output_sha256 or forget_sha256")
+        raise InvalidSettingsError("find_entry needs output_sha256 or forget_sha256")
     for i in range(len(entries) - 1, -1, -1):
         e = entries[i]
         if output_sha256 is not None and e.get("output_sha256") != output_sha256:

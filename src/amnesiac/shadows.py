@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from amnesiac import distributed
 from amnesiac._io import cache_root
 from amnesiac.data.datasets import Splits
+from amnesiac.errors import InvalidSettingsError
 from amnesiac.models import create_model
 from amnesiac.models.checkpoint import load_checkpoint, model_meta, save_checkpoint
 from amnesiac.models.classifier import ImageClassifier
@@ -104,7 +105,7 @@ def train_shadows(
     every rank sees.
     """
     if n < 2:
-        raise ValueError(f"LiRA needs at least 2 shadow models, got {n}")
+        raise InvalidSettingsError(f"LiRA needs at least 2 shadow models, got {n}")
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     key = shadow_key(data, arch, recipe, seed)

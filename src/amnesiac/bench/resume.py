@@ -16,18 +16,35 @@ from typing import Any
 import amnesiac
 from amnesiac._io import locked
 from amnesiac.bench.grid import Cell, Grid
+from amnesiac.errors import ResultsFileError
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a results file; a torn last line (an interrupted write) is ignored."""
+    """Rows of a results file. A torn line (a write cut short by a killed process: an object
+    that never closes) is skipped, wherever a later append left it; any other line that is not
+    a JSON object is an error that names it.
+
+    Raises:
+        ResultsFileError: A line that is not a row and not torn.
+    """
     if not path.is_file():
         return []
     rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
             continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if line.lstrip().startswith("{") and not line.rstrip().endswith("}"):
+                continue  # torn
+            raise ResultsFileError(
+                f"{path} line {n} is not a JSON row ({e.msg}); it was edited or damaged: "
+                "remove that line (its cell runs again)"
+            ) from None
+        if not isinstance(row, dict):
+            raise ResultsFileError(f"{path} line {n} is not a JSON object; remove that line")
+        rows.append(row)
     return rows
 
 
@@ -86,7 +103,7 @@ def cell_settings(cell: Cell) -> dict[str, Any] | None:
         return None
     try:
         config = cell_config(cell)
-    except Exception:
+    except amnesiac.AmnesiacError:  # runs, and its row records the error
         return None
     # what a setting the row does not record must be: the value from before it existed
     defaults = {f.name: f.default for f in dataclasses.fields(config)}

@@ -36,6 +36,7 @@ from amnesiac.bench.resume import (
 )
 from amnesiac.bench.speed import ImageCounter, measure_speed
 from amnesiac.continual import run_continual
+from amnesiac.errors import InvalidSettingsError
 
 # the resume rule and the rows file live in amnesiac.bench.resume; their names stay importable
 # from here
@@ -101,7 +102,7 @@ class _Context:
         self._surrogates: dict[str, torch.Tensor] = {}
         start, stop = grid.test_rows or (0, len(self.data.test_y))
         if stop > len(self.data.test_y):
-            raise ValueError(
+            raise InvalidSettingsError(
                 f"test_rows {grid.test_rows} is outside the {len(self.data.test_y)} test images "
                 f"of {grid.dataset}"
             )
@@ -131,7 +132,7 @@ class _Context:
         """The grid's LiRA shadow models, trained with the model's recipe (cached on disk)."""
         recipe = self.meta.get("recipe")
         if recipe is None:
-            raise ValueError(
+            raise InvalidSettingsError(
                 f"the grid's model {self.grid.model} has no training recipe in its metadata, so "
                 "LiRA shadow models cannot be trained like it; set audit.shadows to 0"
             )
@@ -345,7 +346,7 @@ def run_grid(
     results = results or grid.path.parent / grid.results
     workers = grid.workers if workers is None else workers
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+        raise InvalidSettingsError(f"workers must be >= 1, got {workers}")
     # a row counts as done only if it ran with the settings the cell resolves to today
     done = {r["id"] for r in matching_rows(grid, results) if r.get("status") == "ok"}
     todo = [c for c in grid.cells if c.id not in done]

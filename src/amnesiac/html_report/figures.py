@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
+from amnesiac.errors import InvalidSettingsError
 from amnesiac.html_report.markup import figure_png
 
 #: Colours of the models in the plots (the original, the unlearned, the retrained).
@@ -25,7 +26,7 @@ def image_png(x: Tensor) -> bytes:
     """One image ``(C, H, W)`` in [0, 1] as PNG bytes at its own size (grey for one channel,
     RGB for three, the first channel otherwise)."""
     if x.dim() != 3:
-        raise ValueError(f"an image must be (C, H, W), got shape {tuple(x.shape)}")
+        raise InvalidSettingsError(f"an image must be (C, H, W), got shape {tuple(x.shape)}")
     a = (x.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     pic = Image.fromarray(a.transpose(1, 2, 0)) if a.shape[0] == 3 else Image.fromarray(a[0])
     buf = io.BytesIO()

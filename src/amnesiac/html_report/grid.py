@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import Tensor
 
+from amnesiac.errors import InvalidSettingsError
 from amnesiac.html_report import figures
 from amnesiac.html_report.markup import cell, esc, fmt, img, png_data_uri, table
 
@@ -94,7 +95,7 @@ def instance_grid(
         ``forget_x``: ``(K, C, H, W)`` in [0, 1], in the order of ``instances``.
     """
     if len(instances) != len(forget_x):
-        raise ValueError(f"{len(instances)} instances but {len(forget_x)} forget images")
+        raise InvalidSettingsError(f"{len(instances)} instances but {len(forget_x)} forget images")
     order = sorted(range(len(instances)), key=lambda i: is_forgotten(instances[i], objective))
     shown = order[: max(0, max_images)]
     kept = sum(not is_forgotten(inst, objective) for inst in instances)

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from amnesiac.data.tensors import as_tensors
-from amnesiac.errors import DivergenceError
+from amnesiac.errors import DivergenceError, InvalidSettingsError
 from amnesiac.metrics.accuracy import predict_logits
 from amnesiac.ops.losses import runner_up
 
@@ -40,7 +40,7 @@ def instance_outcomes(
         (7, 0, 1, 88.1)
     """
     if not len(labels) == len(before) == len(after) == len(indices):
-        raise ValueError(
+        raise InvalidSettingsError(
             f"sizes differ: {len(labels)} labels, {len(before)} and {len(after)} logits, "
             f"{len(indices)} indices"
         )

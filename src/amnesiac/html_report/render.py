@@ -9,6 +9,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from amnesiac.errors import InvalidSettingsError
 from amnesiac.html_report.evidence import LedgerView, ledger_section, lira_plots, membership
 from amnesiac.html_report.grid import DEFAULT_MAX_IMAGES, class_damage, instance_grid
 from amnesiac.html_report.markup import page
@@ -57,7 +58,7 @@ def render_report_html(
     k = len(report["forget_indices"])
     indices = [inst["index"] for inst in outcomes["instances"]]
     if indices != [int(i) for i in report["forget_indices"]] or len(forget_x) != k:
-        raise ValueError(
+        raise InvalidSettingsError(
             f"the report has {k} forget instances, the outcomes {len(indices)} and the images "
             f"{len(forget_x)}; build all three from the same forget set, in the same order"
         )

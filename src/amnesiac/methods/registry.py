@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from amnesiac._names import suggest
-from amnesiac.errors import UnknownNameError
+from amnesiac.errors import InvalidSettingsError, UnknownNameError
 
 if TYPE_CHECKING:
     from amnesiac.methods.base import Unlearner
@@ -36,9 +36,9 @@ _REGISTRY: dict[str, MethodInfo] = {}
 def register(cls: type[Unlearner]) -> type[Unlearner]:
     """Class decorator adding a method to the registry; duplicate names are refused."""
     if not cls.name:
-        raise ValueError(f"{cls.__name__} has no name")
+        raise InvalidSettingsError(f"{cls.__name__} has no name")
     if cls.name in _REGISTRY:
-        raise ValueError(
+        raise InvalidSettingsError(
             f"method {cls.name!r} is already registered by {_REGISTRY[cls.name].cls.__name__}"
         )
     _REGISTRY[cls.name] = MethodInfo(

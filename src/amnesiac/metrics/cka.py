@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from amnesiac.errors import InvalidSettingsError
+
 
 def linear_cka(x: Tensor, y: Tensor) -> float:
     """Linear CKA between two representations of the same ``N`` inputs, in ``[0, 1]``.
@@ -17,12 +19,12 @@ def linear_cka(x: Tensor, y: Tensor) -> float:
         ``x``: ``(N, D1)``; ``y``: ``(N, D2)``.
     """
     if x.dim() != 2 or y.dim() != 2 or len(x) != len(y):
-        raise ValueError(
+        raise InvalidSettingsError(
             f"need two (N, D) feature matrices of the same N, got {tuple(x.shape)} and "
             f"{tuple(y.shape)}"
         )
     if len(x) < 2:
-        raise ValueError("linear CKA needs at least 2 inputs")
+        raise InvalidSettingsError("linear CKA needs at least 2 inputs")
     x = x.double() - x.double().mean(0)
     y = y.double() - y.double().mean(0)
     cross = (y.T @ x).square().sum()

@@ -6,6 +6,8 @@ import math
 
 from torch import Tensor
 
+from amnesiac.errors import InvalidSettingsError
+
 
 def output_distance(logits_a: Tensor, logits_b: Tensor) -> dict[str, float]:
     """Agreement and divergences between two models' outputs on the same inputs.
@@ -19,7 +21,9 @@ def output_distance(logits_a: Tensor, logits_b: Tensor) -> dict[str, float]:
         ``logits_a``, ``logits_b``: ``(N, C)``.
     """
     if logits_a.shape != logits_b.shape:
-        raise ValueError(f"logit shapes differ: {tuple(logits_a.shape)} vs {tuple(logits_b.shape)}")
+        raise InvalidSettingsError(
+            f"logit shapes differ: {tuple(logits_a.shape)} vs {tuple(logits_b.shape)}"
+        )
     if len(logits_a) == 0:
         return {"agreement": math.nan, "kl": math.nan, "js": math.nan}
     la = logits_a.double().log_softmax(1)

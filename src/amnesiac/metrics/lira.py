@@ -18,6 +18,7 @@ from sklearn.metrics import roc_curve
 from torch import Tensor
 from torch.nn import functional as F
 
+from amnesiac.errors import InvalidSettingsError
 from amnesiac.metrics.mia import auc
 
 
@@ -55,7 +56,7 @@ def lira_offline(
             ``fixed_variance``).
     """
     if shadow.shape != shadow_in.shape or shadow.shape[1:] != target.shape:
-        raise ValueError(
+        raise InvalidSettingsError(
             f"shapes do not fit: target {tuple(target.shape)}, shadow {tuple(shadow.shape)}, "
             f"shadow_in {tuple(shadow_in.shape)}"
         )
@@ -63,7 +64,7 @@ def lira_offline(
     n_out = out.sum(0)
     need = 1 if fixed_variance else 2
     if (n_out < need).any() or (n_out - 1).sum() < 1:
-        raise ValueError(
+        raise InvalidSettingsError(
             f"{int((n_out < need).sum())} examples have fewer than {need} shadow models that did "
             "not train on them; train more shadow models"
         )

@@ -34,6 +34,8 @@ from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 from torch.nn import functional as F
 
+from amnesiac.errors import InvalidSettingsError
+
 Features = Literal["loss", "entropy"]
 
 
@@ -53,7 +55,7 @@ def attack_features(logits: Tensor, labels: Tensor, kind: Features = "loss") -> 
         true = p.gather(1, labels[:, None])
         entropy = -(p * logp).sum(1, keepdim=True)
         return torch.cat([true, p.max(1, keepdim=True).values, entropy], 1).numpy()
-    raise ValueError(f"features must be 'loss' or 'entropy', got {kind!r}")
+    raise InvalidSettingsError(f"features must be 'loss' or 'entropy', got {kind!r}")
 
 
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:
@@ -92,14 +94,14 @@ def population_mia(
         non-members), ``attack_auc`` (held-out members vs held-out non-members).
     """
     if not 0 < holdout < 1:
-        raise ValueError(f"holdout must be in (0, 1), got {holdout}")
+        raise InvalidSettingsError(f"holdout must be in (0, 1), got {holdout}")
     member, nonmember, target = (
         np.asarray(a, dtype=np.float64) for a in (member, nonmember, target)
     )
     n = min(len(member), len(nonmember))
     n_test = round(n * holdout)
     if n - n_test < 2 or n_test < 1:
-        raise ValueError(
+        raise InvalidSettingsError(
             f"need at least 3 members and 3 non-members to fit and check the attack, got "
             f"{len(member)} and {len(nonmember)}"
         )

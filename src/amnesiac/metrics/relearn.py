@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from amnesiac.errors import InvalidSettingsError
 from amnesiac.metrics.accuracy import accuracy
 
 
@@ -45,7 +46,7 @@ def relearn_steps(
         seed: Seed of the batch order.
     """
     if max_steps < 0 or batch_size < 1:
-        raise ValueError("max_steps must be >= 0 and batch_size >= 1")
+        raise InvalidSettingsError("max_steps must be >= 0 and batch_size >= 1")
     if accuracy(model, x, y) >= target_acc:
         return 0
     m = copy.deepcopy(model).eval()

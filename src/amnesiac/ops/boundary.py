@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from amnesiac.errors import InvalidSettingsError
+
 __all__ = ["nearest_boundary_class"]
 
 
@@ -56,9 +58,9 @@ def nearest_boundary_class(
         ``x``: ``(N, ...)``; ``label``: ``(N,)``; returns ``(N,)`` int64.
     """
     if len(x) != len(label):
-        raise ValueError(f"x has {len(x)} inputs but label has {len(label)}")
+        raise InvalidSettingsError(f"x has {len(x)} inputs but label has {len(label)}")
     if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+        raise InvalidSettingsError(f"steps must be >= 1, got {steps}")
     out = [
         _nearest(model, x[i : i + batch_size], label[i : i + batch_size], steps, overshoot)
         for i in range(0, len(x), batch_size)

@@ -30,6 +30,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from amnesiac.errors import InvalidSettingsError
+
 __all__ = ["ssd_dampen", "ssd_importance"]
 
 ImportanceKind = Literal["fisher", "output_norm"]
@@ -58,9 +60,11 @@ def ssd_importance(
         ``{name: importance}`` for every parameter with ``requires_grad``.
     """
     if kind == "fisher" and y is None:
-        raise ValueError("importance 'fisher' needs labels; use 'output_norm' without them")
+        raise InvalidSettingsError(
+            "importance 'fisher' needs labels; use 'output_norm' without them"
+        )
     if len(x) == 0:
-        raise ValueError("cannot compute importances on an empty set")
+        raise InvalidSettingsError("cannot compute importances on an empty set")
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     total = {n: torch.zeros_like(p) for n, p in params.items()}
     was_training = model.training

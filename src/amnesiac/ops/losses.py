@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from amnesiac.errors import InvalidSettingsError
+
 ForgetLoss = Literal["neg_ce", "margin", "runner_up"]
 
 
@@ -75,13 +77,15 @@ def forget_loss(
         return -F.cross_entropy(logits, label)
     if kind == "runner_up":
         if target is None:
-            raise ValueError("forget loss 'runner_up' needs target labels")
+            raise InvalidSettingsError("forget loss 'runner_up' needs target labels")
         return F.cross_entropy(logits, target)
     if kind == "margin":
         if target is not None:
             return margin_loss(logits, target, margin=margin, toward=True)
         return margin_loss(logits, label, margin=margin, toward=False)
-    raise ValueError(f"unknown forget loss {kind!r}; use one of {list(get_args(ForgetLoss))}")
+    raise InvalidSettingsError(
+        f"unknown forget loss {kind!r}; use one of {list(get_args(ForgetLoss))}"
+    )
 
 
 def soft_cross_entropy(logits: Tensor, target_probs: Tensor) -> Tensor:

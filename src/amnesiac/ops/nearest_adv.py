@@ -22,6 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from amnesiac.errors import InvalidSettingsError
+
 __all__ = ["nearest_adversarial"]
 
 
@@ -52,9 +54,9 @@ def nearest_adversarial(
         ``x``: ``(N, ...)``; ``y``: ``(N,)``; returns ``(N, ...)`` and ``(N,)``.
     """
     if len(x) != len(y):
-        raise ValueError(f"x has {len(x)} inputs but y has {len(y)}")
+        raise InvalidSettingsError(f"x has {len(x)} inputs but y has {len(y)}")
     if not eps > 0 or steps < 1 or max_doublings < 0:
-        raise ValueError("eps must be > 0, steps >= 1 and max_doublings >= 0")
+        raise InvalidSettingsError("eps must be > 0, steps >= 1 and max_doublings >= 0")
     xs, labels = [], []
     for i in range(0, len(x), batch_size):
         a, b = _search(model, x[i : i + batch_size].detach(), y[i : i + batch_size], eps, steps,

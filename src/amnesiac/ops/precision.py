@@ -7,6 +7,8 @@ from typing import Any, Literal, get_args
 
 import torch
 
+from amnesiac.errors import InvalidSettingsError
+
 #: The values of every ``precision`` setting.
 Precision = Literal["fp32", "bf16"]
 
@@ -29,5 +31,5 @@ def autocast(precision: str, device_type: str) -> contextlib.AbstractContextMana
         return contextlib.nullcontext()
     problem = precision_problem(precision)
     if problem:
-        raise ValueError(problem)
+        raise InvalidSettingsError(problem)
     return torch.autocast(device_type=device_type, dtype=torch.bfloat16)

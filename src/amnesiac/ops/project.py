@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
+from amnesiac.errors import InvalidSettingsError
+
 __all__ = ["agem_project"]
 
 
@@ -28,7 +30,7 @@ def agem_project(g: Sequence[Tensor], ref: Sequence[Tensor]) -> list[Tensor]:
     The result satisfies ``result . ref >= 0`` (up to rounding); a zero ``ref`` changes nothing.
     """
     if len(g) != len(ref):
-        raise ValueError(f"g has {len(g)} tensors but ref has {len(ref)}")
+        raise InvalidSettingsError(f"g has {len(g)} tensors but ref has {len(ref)}")
     dot = sum((a.double() * b.double()).sum() for a, b in zip(g, ref, strict=True))
     norm2 = sum(b.double().pow(2).sum() for b in ref)
     if not isinstance(dot, Tensor) or not isinstance(norm2, Tensor):  # empty lists

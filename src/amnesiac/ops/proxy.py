@@ -13,6 +13,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from amnesiac.errors import InvalidSettingsError
+
 
 def shift_images(x: Tensor, dy: Tensor, dx: Tensor) -> Tensor:
     """Shift each image by ``(dy[i], dx[i])`` pixels, filling with zeros.
@@ -52,7 +54,7 @@ def forget_proxies(
         ``x``: ``(K, C, H, W)`` in [0, 1]; returns ``(n, C, H, W)``.
     """
     if n < 0 or min_shift < 0 or max_shift < min_shift:
-        raise ValueError(
+        raise InvalidSettingsError(
             f"need n >= 0 and 0 <= min_shift <= max_shift, got {n}, {min_shift}, {max_shift}"
         )
     k = len(x)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from amnesiac.errors import InvalidSettingsError
+
 
 @torch.no_grad()
 def shrink_update(
@@ -41,10 +43,10 @@ def shrink_update(
         ValueError: If ``holds(model)`` is false or ``steps`` is negative.
     """
     if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+        raise InvalidSettingsError(f"steps must be >= 0, got {steps}")
     s0, s1 = original.state_dict(), model.state_dict()
     if s0.keys() != s1.keys():
-        raise ValueError("original and model must have the same parameters and buffers")
+        raise InvalidSettingsError("original and model must have the same parameters and buffers")
     out = copy.deepcopy(model)
 
     def at(a: float) -> bool:
@@ -54,7 +56,7 @@ def shrink_update(
         return holds(out)
 
     if not at(1.0):
-        raise ValueError("the objective does not hold for the unlearned model itself")
+        raise InvalidSettingsError("the objective does not hold for the unlearned model itself")
     lo, hi = 0.0, 1.0
     for _ in range(steps):
         mid = (lo + hi) / 2
