@@ -312,8 +312,22 @@ def test_continual_takes_the_model_anchors_and_surrogate(ready, digits, tmp_path
     reserved = set(amnesiac.checkpoint_meta(ready)["anchors"]["rows"])
     entries = amnesiac.Ledger(out / "ledger.jsonl").entries()
     assert all(not set(e["forget_indices"]) & reserved for e in entries)
-    # the settings recorded are the ones each round ran with (its seed)
+    # the settings recorded are the ones each round ran with (its seed): rerun, they give the
+    # round's model bit for bit
     assert [e["settings"]["seed"] for e in entries] == [0, 1]
+    ckpt = amnesiac.load_checkpoint(ready)
+    anchors = amnesiac.model_anchors(ckpt.meta, train_x=digits.train_x)
+    assert anchors is not None
+    idx = torch.tensor(entries[1]["forget_indices"])
+    again = amnesiac.unlearn(
+        ckpt.model,
+        forget=(digits.train_x[idx], digits.train_y[idx]),
+        surrogate=anchors.images,
+        **entries[1]["settings"],
+    )
+    kept = amnesiac.load_checkpoint(out / "round-2.safetensors").model.state_dict()
+    for k, v in again.model.state_dict().items():
+        assert torch.equal(v, kept[k]), k
     assert amnesiac.Ledger(out / "ledger.jsonl").verify().entries == 2
     shipped = ["continual", "--dataset", "digits", "--rounds", "1", "--per-round", "3"]
     shipped += ["--surrogate", "digits:test:0:100", "--out", str(tmp_path / "s"), *FAST]

@@ -264,7 +264,8 @@ class Ledger:
         return checked_entries(self.path)
 
     def resolve(self, recorded: str | Path) -> Path:
-        """A model path as an entry records it (relative to the ledger's folder), made absolute."""
+        """A model path as an entry records it (``input_model`` and ``output_model``, relative
+        to the ledger's folder; older entries may hold an absolute input path), made absolute."""
         return (self.path.resolve().parent / recorded).resolve()
 
     def current_model(self) -> tuple[Path, str] | None:
@@ -303,9 +304,10 @@ class Ledger:
         indices = [int(i) for i in forget_indices]
         if from_original and entries:
             if in_sha != entries[0].get("input_sha256"):
+                first = self.resolve(str(entries[0].get("input_model")))
                 raise LedgerError(
                     f"{in_path} is not the original model of {self.path}; a request re-solved "
-                    f"from the original starts from {entries[0].get('input_model')} "
+                    f"from the original starts from {first} "
                     f"(sha256 {str(entries[0].get('input_sha256'))[:12]}...)"
                 )
             earlier: set[int] = set()
@@ -346,7 +348,7 @@ class Ledger:
             "settings_sha256": canonical_sha256(settings),
             "forget_count": len(indices),
             "forget_sha256": forget_sha256(indices),
-            "input_model": str(in_path),
+            "input_model": os.path.relpath(in_path.resolve(), self.path.resolve().parent),
             "input_sha256": in_sha,
             "output_model": os.path.relpath(out.resolve(), self.path.resolve().parent),
         }
