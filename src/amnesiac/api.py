@@ -69,7 +69,18 @@ def make_config(method: str, preset: str | None = None, **settings: Any) -> Unle
             f"method {method!r} has no setting {', '.join(hints)}; its settings: "
             f"{', '.join(sorted(fields))}"
         )
-    return info.config_cls(**values)
+    config = info.config_cls(**values)
+    baseline = info.config_cls(**{k: v for k, v in values.items() if k not in settings})
+    idle = [
+        f"{name!r} ({reason})"
+        for name, reason in config.unused_settings().items()
+        if name in settings and getattr(config, name) != getattr(baseline, name)
+    ]
+    if idle:
+        raise InvalidSettingsError(
+            f"method {method!r} would not use the settings given: {'; '.join(idle)}; leave them out"
+        )
+    return config
 
 
 def _model_classes(model: nn.Module, x: Tensor) -> int:

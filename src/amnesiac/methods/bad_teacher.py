@@ -51,6 +51,19 @@ class BadTeacherConfig(StepConfig):
             out.append(f"temperature must be > 0, got {self.temperature}")
         return out
 
+    def unused_settings(self) -> dict[str, str]:
+        reason = "the method's Adam optimizer (the official code's) does not take it"
+        return {
+            **super().unused_settings(),
+            **{
+                n: reason
+                for n in (
+                    "momentum",
+                    "weight_decay",
+                )
+            },
+        }
+
 
 def random_init_copy(model: nn.Module, seed: int) -> nn.Module:
     """A copy of ``model`` with every module that has ``reset_parameters`` re-initialised from

@@ -143,6 +143,14 @@ class L2ULConfig(StepConfig):
     proxy_loss: Literal["kl", "logit_mse"] = "kl"
     clip_grad_norm: float = 20.0
 
+    def unused_settings(self) -> dict[str, str]:
+        out = super().unused_settings()
+        if self.n_adv == 0:
+            attack = ("adv_batch_size", "pgd_eps", "pgd_step", "pgd_steps", "pgd_batch_size",
+                      "target_rule", "adv_loss")  # fmt: skip
+            out |= {n: "n_adv=0 makes no adversarial examples; set n_adv > 0" for n in attack}
+        return out
+
     def problems(self) -> list[str]:
         out = super().problems()
         for name in ("n_adv", "pgd_steps", "proxy_size", "forget_scale_k", "forget_escalate_steps"):

@@ -75,6 +75,10 @@ class ScarConfig(StepConfig):
             out.append("forget_weight, distill_weight, gamma1 and gamma2 must be >= 0")
         return out
 
+    def unused_settings(self) -> dict[str, str]:
+        reason = "the method's Adam optimizer (the official code's) does not take it"
+        return {**super().unused_settings(), **{n: reason for n in ("momentum",)}}
+
 
 @register
 class Scar(Unlearner):

@@ -55,6 +55,12 @@ class UnlearnConfig:
             out.append(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
         return out
 
+    def unused_settings(self) -> dict[str, str]:
+        """Settings that do nothing under the other values, each with the reason:
+        :func:`amnesiac.make_config` refuses one given explicitly at another value than the
+        default (a flag that does nothing is a bug a user will find)."""
+        return {}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
