@@ -102,7 +102,9 @@ def run_continual(
     for r in range(len(rows), rounds):
         idx = plan[r]
         so_far = torch.cat(plan[: r + 1])
-        asked = so_far if from_original else idx
+        # a re-solved round forgets the union in the order its ledger entry records it (sorted),
+        # so that rerunning the entry's indices and settings gives its model bit for bit
+        asked = so_far.sort().values if from_original else idx
         result = unlearn(
             model if from_original else current,
             forget=(data.train_x[asked], data.train_y[asked]),

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
-import json
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +11,7 @@ import torch
 
 import amnesiac
 from amnesiac import distributed
-from amnesiac._io import atomic_write_bytes, atomic_write_text, check_writable
-from amnesiac._versions import software_versions
+from amnesiac._io import atomic_write_bytes, check_writable
 from amnesiac.cli.common import (
     MODEL_HELP,
     CLIError,
@@ -38,6 +33,7 @@ from amnesiac.cli.flags import (
     no_progress_flag,
     retain_eval_size_flag,
 )
+from amnesiac.cli.unlearn_outputs import RunSets, report_json, write_html, write_outputs
 from amnesiac.data import (
     Splits,
     parse_forget,
@@ -46,7 +42,7 @@ from amnesiac.data import (
 )
 from amnesiac.data.anchors import RequestRows, split_request, trained_rows
 from amnesiac.data.surrogate import SURROGATE_SPEC_HELP
-from amnesiac.html_report import ledger_view, model_outcomes, relabel_run, render_report_html
+from amnesiac.html_report import model_outcomes, relabel_run
 from amnesiac.ledger import Ledger, Request, file_sha256, forget_sha256
 from amnesiac.methods.base import (
     MethodInfo,
@@ -169,31 +165,13 @@ def _ledger_request(
     )
 
 
-Pair = tuple[torch.Tensor, torch.Tensor]
-
-
-@dataclasses.dataclass
-class _Sets:
-    """What one run reads and is measured on."""
-
-    forget: torch.Tensor  # the forget indices the model was trained on
-    rows: RequestRows  # the request, split on the model's anchors
-    retain_all: torch.Tensor  # every retained index the model was trained on
-    retain_ev: torch.Tensor  # the D_r evaluation subset
-    f_set: Pair
-    r_eval: Pair
-    test: Pair
-    surrogate: torch.Tensor | None
-    anchors: str | None  # what the anchors are, for a person
-
-
 def _sets(
     args: argparse.Namespace,
     data: Splits,
     ckpt: Checkpoint,
     rows: RequestRows,
     info: MethodInfo,
-) -> _Sets:
+) -> RunSets:
     """D_f, D_r (rows the model was trained on), D_test and the anchor images (whose test rows
     leave D_test)."""
     n = len(data.train_y)
@@ -206,12 +184,12 @@ def _sets(
     r_eval = (data.train_x[retain_ev], data.train_y[retain_ev])
     surrogate, described, spec = run_anchors(args, data, info, rows.anchors)
     test = held_out_test(data, spec)  # D_test must not hold the anchors
-    return _Sets(forget, rows, retain_all, retain_ev, f_set, r_eval, test, surrogate, described)
+    return RunSets(forget, rows, retain_all, retain_ev, f_set, r_eval, test, surrogate, described)
 
 
 def _print_outcome(
     args: argparse.Namespace,
-    sets: _Sets,
+    sets: RunSets,
     before: dict[str, float],
     after: dict[str, float],
     result: amnesiac.UnlearnResult,
@@ -248,81 +226,8 @@ def _print_outcome(
     print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
 
 
-def _report(
-    args: argparse.Namespace,
-    data: Splits,
-    source: str,
-    model_sha: str,
-    sets: _Sets,
-    before: dict[str, float],
-    after: dict[str, float],
-    result: amnesiac.UnlearnResult,
-    seconds: dict[str, float],
-) -> dict[str, Any]:
-    """The ``--report`` JSON."""
-    return {
-        "method": args.method,
-        "preset": args.preset,
-        "settings": result.config,
-        "dataset": data.name,
-        "model": source,
-        "model_sha256": model_sha,
-        "forget_spec": args.forget,
-        "forget_indices": sets.forget.tolist(),
-        "forget_sha256": forget_sha256(sets.forget),
-        "retain_eval_size": len(sets.retain_ev),
-        "surrogate": args.surrogate,
-        "anchors": sets.anchors,
-        "released": sets.rows.released,
-        "test_size": len(sets.test[1]),
-        "before": before,
-        "after": after,
-        "steps": result.steps,
-        "stopped_by": result.stopped_by,
-        "forgotten": result.forgotten,
-        "update_fraction": result.update_fraction,
-        "rescued_from": result.rescued_from,
-        "seconds": seconds,
-        "versions": software_versions(),
-        "history": result.history,
-    }
-
-
-def _write_outputs(
-    args: argparse.Namespace,
-    outs: list[Any],
-    meta: dict[str, Any],
-    result: amnesiac.UnlearnResult,
-    request: Request | None,
-    report: dict[str, Any],
-) -> None:
-    """Write the model, then the ledger entry, the report and the forget indices; the report
-    gains the model's path and SHA-256 (``out``, ``out_sha256``)."""
-    if args.out:
-        blob = checkpoint_bytes(result.model, meta)
-        report["out"], report["out_sha256"] = args.out, hashlib.sha256(blob).hexdigest()
-        atomic_write_bytes(outs[0], blob)
-        print(f"saved {args.out}")
-    if request is not None:  # after the model: a crash in between leaves no ledger entry
-        entry = Ledger(args.ledger).record(
-            request,
-            {
-                "metrics": {"before": report["before"], "after": report["after"]},
-                "forgotten": result.forgotten,
-                "steps": result.steps,
-            },
-        )
-        print(f"ledger {args.ledger}: request {entry['request_id']} recorded")
-    if args.report:
-        atomic_write_text(args.report, json.dumps(report, indent=2))
-        print(f"report {args.report}")
-    if args.forget_out:
-        forget = report["forget_indices"]
-        atomic_write_text(args.forget_out, "\n".join(map(str, forget)) + "\n")
-
-
 def _announce(
-    args: argparse.Namespace, data: Splits, sets: _Sets, info: MethodInfo, source: str
+    args: argparse.Namespace, data: Splits, sets: RunSets, info: MethodInfo, source: str
 ) -> None:
     """What the run forgets, from which model, and with which anchors (or what it costs
     without them)."""
@@ -430,7 +335,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         "forget_sha256": forget_sha256(sets.forget),
         "settings": result.config,
     }
-    report = _report(args, data, source, model_sha, sets, before, after, result, seconds)
+    report = report_json(args, data, source, model_sha, sets, before, after, result, seconds)
     outcomes = None
     if args.html:  # the models' outputs for the page, before anything is written
         outcomes = model_outcomes(
@@ -448,28 +353,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     # write every output only after everything succeeded; under torchrun every process holds
     # the same model and rank 0 writes
     if distributed.is_main():
-        _write_outputs(args, outs, meta, result, request, report)
+        write_outputs(args, outs, meta, result, request, report)
         if args.html and outcomes is not None:
-            _write_html(args, report, outcomes, sets, data.classes)
+            write_html(args, report, outcomes, sets, data.classes)
     distributed.barrier()
     return 0
-
-
-def _write_html(
-    args: argparse.Namespace,
-    report: dict[str, Any],
-    outcomes: dict[str, Any],
-    sets: _Sets,
-    classes: Sequence[str],
-) -> None:
-    """The request's page, with its ledger entry when it went into a ledger."""
-    view = None
-    if args.ledger:
-        view = ledger_view(
-            args.ledger, output_sha256=report["out_sha256"], forget_sha256=report["forget_sha256"]
-        )
-    page = render_report_html(
-        report, outcomes=outcomes, forget_x=sets.f_set[0], classes=classes, ledger=view
-    )
-    atomic_write_text(args.html, page)
-    print(f"page {args.html} ({len(page.encode()) / 1024:.0f} KiB)")

@@ -10,6 +10,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from amnesiac.errors import InvalidSettingsError
+from amnesiac.hashing import entry_hash
 from amnesiac.html_report.evidence import LedgerView, ledger_section, lira_plots, membership
 from amnesiac.html_report.grid import DEFAULT_MAX_IMAGES, class_damage, instance_grid
 from amnesiac.html_report.markup import page
@@ -19,7 +20,6 @@ from amnesiac.ledger import (
     LedgerError,
     check_chain,
     entry_forgets,
-    entry_hash,
     find_entry,
     read_ledger,
 )
