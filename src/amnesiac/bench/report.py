@@ -18,7 +18,8 @@ from amnesiac.bench.grid import Compare, Grid, load_grid
 from amnesiac.bench.html import html_path, write_results_html
 from amnesiac.bench.plots import write_continual_plot, write_plots
 from amnesiac.bench.resume import current_rows
-from amnesiac.bench.runner import STAMP_FORMAT, cpu_name
+from amnesiac.bench.runner import STAMP_FORMAT
+from amnesiac.bench.speed import cpu_name
 from amnesiac.bench.tables import (
     audit_table,
     capped_at,

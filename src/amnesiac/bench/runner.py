@@ -6,8 +6,6 @@ import contextlib
 import hashlib
 import json
 import multiprocessing
-import os
-import platform
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -34,7 +32,7 @@ from amnesiac.bench.resume import (
     ran_with,
     read_rows,
 )
-from amnesiac.bench.speed import ImageCounter, measure_speed
+from amnesiac.bench.speed import ImageCounter, cpu_name, environment, measure_speed
 from amnesiac.continual import run_continual
 from amnesiac.errors import InvalidSettingsError
 
@@ -55,27 +53,6 @@ __all__ = [
     "run_grid",
     "utc_now",
 ]
-
-
-def cpu_name() -> str:
-    """The processor's model name (Linux), else the platform's."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def environment() -> dict[str, Any]:
-    return {
-        "torch": torch.__version__,
-        "amnesiac": amnesiac.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu": cpu_name(),
-        "cores": os.cpu_count(),
-    }
 
 
 def sha256_json(value: Any) -> str:

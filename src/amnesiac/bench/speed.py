@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import os
+import platform
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -11,6 +14,28 @@ from torch import Tensor, nn
 
 import amnesiac
 from amnesiac.ops import autocast, pgd_l2, to_channels_last
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux), else the platform's."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment() -> dict[str, Any]:
+    """The machine and software a row's timings come from."""
+    return {
+        "torch": torch.__version__,
+        "amnesiac": amnesiac.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+    }
 
 
 def _rate(fn: Any, n_items: int, repeats: int = 3) -> float:
