@@ -85,6 +85,7 @@ def header(report: dict[str, Any], ledger: LedgerView | None = None) -> str:
             "forget_sha256",
             f'<span class="mono hash">{val(report["forget_sha256"], "forget_sha256")}</span>',
         ),
+        *([("anchors", _anchors_line(report))] if report.get("anchors") else []),
         ("run", _run_line(report)),
         ("wall time", _seconds(report.get("seconds") or {})),
     ]
@@ -107,6 +108,19 @@ def header(report: dict[str, Any], ledger: LedgerView | None = None) -> str:
         + facts(items)
         + _settings(report.get("settings") or {})
     )
+
+
+def _anchors_line(report: dict[str, Any]) -> str:
+    """What held the rest of the model (a forget-ready model's anchors, or ``--surrogate``
+    images), and the reserved anchors the request released."""
+    line = val(report["anchors"], "anchors")
+    released = report.get("released") or []
+    if released:
+        line += esc(
+            f"; {len(released)} requested images were reserved anchors the model never trained "
+            "on, released from its anchor set"
+        )
+    return line
 
 
 def _run_line(report: dict[str, Any]) -> str:
