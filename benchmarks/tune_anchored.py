@@ -39,6 +39,8 @@ CANDIDATES: dict[str, dict] = {
     "reg0+heal30": {"anchored_reg_weight": 0.0, "heal_steps": 30},
     "reg0+pb64": {"anchored_reg_weight": 0.0, "proxy_batch_size": 64},
     "reg0+pb64+heal75": {"anchored_reg_weight": 0.0, "proxy_batch_size": 64, "heal_steps": 75},
+    # round 3, k=512: the forget term unscaled by k (forget_scale_k=0) against the default k/64
+    "fsk0": {"forget_scale_k": 0},
 }
 HERE = Path(__file__).parent
 
