@@ -26,6 +26,7 @@ from amnesiac.data import (
 from amnesiac.data.anchors import (
     Anchors,
     model_anchors,
+    not_retained,
     random_rows,
     reserve_rows,
     split_request,
@@ -105,6 +106,7 @@ __all__ = [
     "make_config",
     "model_anchors",
     "model_meta",
+    "not_retained",
     "parse_forget",
     "random_rows",
     "register",

@@ -22,8 +22,8 @@ from torch import nn
 
 from amnesiac._io import atomic_write_bytes
 from amnesiac.api import evaluate, unlearn
-from amnesiac.data import Splits, retain_eval_indices, retain_indices
-from amnesiac.data.anchors import random_rows
+from amnesiac.data import Splits, retain_eval_indices
+from amnesiac.data.anchors import not_retained, random_rows
 from amnesiac.errors import InvalidSettingsError
 from amnesiac.ledger import Ledger, LedgerError, file_sha256
 from amnesiac.methods.base import UnlearnConfig
@@ -92,8 +92,7 @@ def run_continual(
     """
     plan = round_indices(data.train_y, rounds, per_round, seed, trained)
     n = len(data.train_y)
-    untrained = retain_indices(n, trained) if trained is not None else torch.zeros(0).long()
-    left_out = torch.cat([*plan, untrained])
+    left_out = not_retained(n, torch.cat(plan), torch.arange(n) if trained is None else trained)
     never = retain_eval_indices(n, left_out, retain_eval_size, seed)
     retain = (data.train_x[never], data.train_y[never])
     test = test if test is not None else (data.test_x, data.test_y)

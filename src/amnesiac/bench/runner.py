@@ -158,7 +158,7 @@ class _Context:
         d = self.data
         n = len(d.train_y)
         forget = amnesiac.random_rows(d.train_y, k, seed, self.trained)
-        left_out = torch.cat([forget, amnesiac.retain_indices(n, self.trained)])
+        left_out = amnesiac.not_retained(n, forget, self.trained)
         retain = amnesiac.retain_indices(n, left_out)
         ev = amnesiac.retain_eval_indices(n, left_out, self.grid.retain_eval_size, seed)
         return (

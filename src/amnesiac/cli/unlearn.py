@@ -40,7 +40,7 @@ from amnesiac.data import (
     retain_eval_indices,
     retain_indices,
 )
-from amnesiac.data.anchors import RequestRows, split_request, trained_rows
+from amnesiac.data.anchors import RequestRows, not_retained, split_request, trained_rows
 from amnesiac.data.surrogate import SURROGATE_SPEC_HELP
 from amnesiac.html_report import model_outcomes, relabel_run
 from amnesiac.ledger import Ledger, Request, file_sha256, forget_sha256
@@ -176,8 +176,7 @@ def _sets(
     leave D_test)."""
     n = len(data.train_y)
     forget = torch.tensor(rows.forget, dtype=torch.int64)
-    untrained = retain_indices(n, trained_rows(n, ckpt.meta.get("anchors")))
-    left_out = torch.unique(torch.cat([forget, untrained]))
+    left_out = not_retained(n, forget, trained_rows(n, ckpt.meta.get("anchors")))
     retain_all = retain_indices(n, left_out)
     retain_ev = retain_eval_indices(n, left_out, args.retain_eval_size, 0)
     f_set = (data.train_x[forget], data.train_y[forget])

@@ -40,6 +40,7 @@ __all__ = [
     "check_anchor_images",
     "images_sha256",
     "model_anchors",
+    "not_retained",
     "random_rows",
     "reserve_rows",
     "reserved_meta",
@@ -135,6 +136,20 @@ def random_rows(labels: Tensor, k: int, seed: int, pool: Tensor | None = None) -
     if pool is None:
         return parse_forget(f"random:{k}:{seed}", labels)
     return pool[parse_forget(f"random:{k}:{seed}", labels[pool])]
+
+
+def not_retained(n: int, forget: Tensor, trained: Tensor) -> Tensor:
+    """The rows left out of D_r: the forget rows and every row the model never trained on
+    (a forget-ready model's reserved anchors), of ``n`` training rows, sorted and distinct.
+
+    Example:
+        >>> not_retained(6, torch.tensor([4]), torch.tensor([0, 1, 2, 4])).tolist()
+        [3, 4, 5]
+    """
+    keep = torch.zeros(n, dtype=torch.bool)
+    keep[trained] = True
+    keep[forget] = False
+    return (~keep).nonzero().squeeze(1)
 
 
 def reserved_meta(dataset: str, rows: Tensor, seed: int) -> dict[str, Any]:
