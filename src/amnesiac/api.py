@@ -114,7 +114,7 @@ def _surrogate_images(
             "the deployed model serves, never the training set)"
         )
     if surrogate is not None:
-        if "surrogate" not in (*info.accepts, *info.reads):
+        if not info.uses("surrogate"):
             problems.append(
                 f"method {method!r} does not use surrogate images; methods that do: "
                 f"{', '.join(accepting('surrogate'))}"
@@ -210,7 +210,7 @@ def unlearn(
             f"got values in [{int(fy.min())}, {int(fy.max())}]"
         )
     rx = ry = None
-    if info.needs_retain or ("retain" in info.accepts and retain is not None):
+    if info.needs_retain or (info.uses("retain") and retain is not None):
         if retain is None:
             problems.append(f"method {method!r} reads the retained data; pass retain=")
         else:

@@ -67,7 +67,7 @@ def run_anchors(
     ``--surrogate`` where given, else the model's own anchors (after this request's release)
     for a method that takes them, unless ``--no-anchors``. ``anchors`` is the model's anchor
     metadata after the request (:func:`amnesiac.split_request`)."""
-    takes = info.name in accepting("surrogate")  # accepts or reads it
+    takes = info.uses("surrogate")
     if args.surrogate:
         if not takes:
             raise CLIError(

@@ -8,11 +8,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from amnesiac.errors import InvalidSettingsError
 from amnesiac.html_report import figures
 from amnesiac.html_report.markup import cell, esc, fmt, img, png_data_uri, table
+from amnesiac.methods.status import meets_objective
 
 #: How many forget instances the grid shows at most (the rest are counted).
 DEFAULT_MAX_IMAGES = 256
@@ -28,11 +30,16 @@ def class_name(classes: Sequence[str], c: int | None) -> str:
 
 
 def is_forgotten(inst: dict[str, Any], objective: str) -> bool:
-    """Whether an instance meets the run's objective after unlearning: predicted as its target
-    (``relabel``), else predicted as anything but its true label."""
-    if objective == "relabel" and inst.get("target") is not None:
-        return bool(inst["after"] == inst["target"])
-    return bool(inst["after"] != inst["label"])
+    """Whether an instance meets the run's objective after unlearning
+    (:func:`amnesiac.methods.status.meets_objective`, the rule the run stopped on)."""
+    target = inst.get("target") if objective == "relabel" else None
+    return bool(
+        meets_objective(
+            torch.tensor(inst["after"]),
+            torch.tensor(inst["label"]),
+            None if target is None else torch.tensor(target),
+        )
+    )
 
 
 def _thumb_size(h: int, w: int) -> tuple[int, int]:

@@ -103,6 +103,9 @@ class Unlearner:
     summary: ClassVar[str] = ""
     reference: ClassVar[str] = ""
     objectives: ClassVar[tuple[str, ...]] = ("misclassify", "relabel")
+    #: Whether the method trains each instance toward a target class even when the objective
+    #: is ``misclassify`` (``relabel``: the runner-up class), so a report shows the targets.
+    trains_to_targets: ClassVar[bool] = False
     #: False for methods that do all their work in :meth:`prepare` (``retrain``).
     iterative: ClassVar[bool] = True
     #: Named settings bundles, e.g. ``{"paper": {...}}``, applied under explicit settings.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from amnesiac._names import suggest
 from amnesiac.errors import InvalidSettingsError, UnknownNameError
@@ -28,6 +28,22 @@ class MethodInfo:
     @property
     def needs_retain(self) -> bool:
         return "retain" in self.reads
+
+    def uses(self, optional_input: str) -> bool:
+        """Whether the method reads ``optional_input`` (``"retain"``, ``"surrogate"``), needing
+        it or using it when given."""
+        return optional_input in (*self.reads, *self.accepts)
+
+    def inputs(self, **available: Any) -> dict[str, Any]:
+        """Of the optional inputs the caller has (``retain=``, ``surrogate=``; ``None`` for
+        one it does not have), those this method uses: the one rule by which the CLI, the
+        bench and :func:`amnesiac.unlearn`'s callers hand a method its data.
+
+        Example:
+            >>> sorted(get_method("amun").inputs(retain="D_r", surrogate="images"))
+            ['retain']
+        """
+        return {k: v for k, v in available.items() if v is not None and self.uses(k)}
 
 
 _REGISTRY: dict[str, MethodInfo] = {}
@@ -57,9 +73,7 @@ def get_method(name: str) -> MethodInfo:
 def accepting(optional_input: str) -> list[str]:
     """Names of the registered methods that use ``optional_input`` (e.g. ``"surrogate"``),
     whether they need it or take it when given."""
-    return sorted(
-        name for name, info in _REGISTRY.items() if optional_input in (*info.accepts, *info.reads)
-    )
+    return sorted(name for name, info in _REGISTRY.items() if info.uses(optional_input))
 
 
 def registered() -> dict[str, MethodInfo]:

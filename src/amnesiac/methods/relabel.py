@@ -35,6 +35,7 @@ class Relabel(Unlearner):
     config_cls = RelabelConfig
     summary = "cross-entropy toward target labels (given, or the runner-up class)"
     reference = PAPER_URL
+    trains_to_targets = True
 
     def __init__(self, config: UnlearnConfig) -> None:
         super().__init__(config)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from amnesiac.errors import DivergenceError
 from amnesiac.methods.result import UnlearnData, UnlearnResult
@@ -32,6 +32,20 @@ def set_train_mode(model: nn.Module, *, bn_train: bool) -> None:
 
 
 @torch.no_grad()
+def meets_objective(pred: Tensor, label: Tensor, target: Tensor | None = None) -> Tensor:
+    """Which instances meet the objective, the one rule of "forgotten": predicted as their
+    target where targets are given (relabel), else as anything but their true label.
+
+    Example:
+        >>> meets_objective(torch.tensor([1, 2]), torch.tensor([1, 0])).tolist()
+        [False, True]
+        >>> pred, label, target = torch.tensor([1, 2]), torch.tensor([0, 0]), torch.tensor([1, 1])
+        >>> meets_objective(pred, label, target).tolist()
+        [True, False]
+    """
+    return pred == target if target is not None else pred != label
+
+
 def forget_status(model: nn.Module, data: UnlearnData, *, batch_size: int) -> dict[str, float]:
     """Forget-set accuracy in percent (and target accuracy for relabel) in eval mode.
 
@@ -50,12 +64,10 @@ def forget_status(model: nn.Module, data: UnlearnData, *, batch_size: int) -> di
     finally:
         model.train(was_training)
     out = {"forget_acc": float((pred == data.forget_y).float().mean() * 100)}
+    met = meets_objective(pred, data.forget_y, data.targets)
     if data.targets is not None:
-        hit = pred == data.targets
-        out["target_acc"] = float(hit.float().mean() * 100)
-        out["forgotten"] = float(bool(hit.all()))
-    else:
-        out["forgotten"] = float(bool((pred != data.forget_y).all()))
+        out["target_acc"] = float(met.float().mean() * 100)
+    out["forgotten"] = float(bool(met.all()))
     return out
 
 
