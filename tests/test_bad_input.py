@@ -76,7 +76,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "name: g\ndataset: digits\nks: [4]\nseeds: [0]\nspeed: false\n"
         "results: damaged.jsonl\nreport: G.md\nmethods: [neg_grad]\n"
     )
-    (d / "damaged.jsonl").write_text('{"id": "a"}\nnot json at all}\n{"id": "b"}\n')
+    row = '{"id": "a", "kind": "unlearn", "method": "neg_grad", "k": 4, "seed": 0, "status": "ok"}'
+    (d / "damaged.jsonl").write_text(f"{row}\nnot json at all}}\n{row}\n")
     out["grid.yaml"] = str(d / "grid.yaml")
     return out
 

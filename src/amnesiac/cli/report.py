@@ -21,9 +21,7 @@ from amnesiac.html_report import (
     render_report_html,
 )
 from amnesiac.models import Checkpoint, load_checkpoint
-
-#: What a report must hold for its page (``amnesiac unlearn --report`` writes all of it).
-REPORT_KEYS = ("method", "dataset", "model", "forget_indices", "forget_sha256", "before", "after")
+from amnesiac.records import RecordError, UnlearnReport
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -118,7 +116,7 @@ def _model(
     return ckpt, path, sha
 
 
-def _check_numbers(report: dict[str, Any], outcomes: dict[str, Any], model: str) -> None:
+def _check_numbers(report: UnlearnReport, outcomes: dict[str, Any], model: str) -> None:
     """Refuse models or data that do not give the report's D_f and D_test accuracies."""
     insts = outcomes["instances"]
     k = max(len(insts), 1)
@@ -129,7 +127,7 @@ def _check_numbers(report: dict[str, Any], outcomes: dict[str, Any], model: str)
         ("after", "test_acc"): outcomes["test_acc_after"],
     }
     for (when, key), value in measured.items():
-        recorded = report[when].get(key)
+        recorded = getattr(report, when).get(key)
         if recorded is not None and abs(recorded - value) > 1e-3:
             raise CLIError(
                 f"{key} {when} unlearning is {value:.2f}% with these models and data, the "
@@ -139,29 +137,29 @@ def _check_numbers(report: dict[str, Any], outcomes: dict[str, Any], model: str)
             )
 
 
-def _forget(report: dict[str, Any], data: Splits, path: str) -> torch.Tensor:
+def _forget(report: UnlearnReport, data: Splits, path: str) -> torch.Tensor:
     """The report's forget indices, checked against its forget_sha256."""
-    idx = parse_forget([int(i) for i in report["forget_indices"]], data.train_y)
-    forget = torch.tensor([int(i) for i in report["forget_indices"]], dtype=torch.int64)
-    if len(idx) != len(forget) or forget_sha256(forget) != report["forget_sha256"]:
+    idx = parse_forget(report.forget_indices, data.train_y)
+    forget = torch.tensor(report.forget_indices, dtype=torch.int64)
+    if len(idx) != len(forget) or forget_sha256(forget) != report.forget_sha256:
         raise CLIError(
             f"report {path}: its forget_indices do not match its forget_sha256; it was edited"
         )
     return forget
 
 
-def _audit(path: str, report: dict[str, Any]) -> dict[str, Any]:
+def _audit(path: str, report: UnlearnReport) -> dict[str, Any]:
     audit = read_json(path, "audit")
     if "accuracy" not in audit:
         raise CLIError(f"audit {path} is not an `amnesiac audit --out` file (no 'accuracy')")
-    k = len(report["forget_indices"])
+    k = len(report.forget_indices)
     recorded = audit.get("forget_sha256")
-    if (recorded and recorded != report["forget_sha256"]) or (
+    if (recorded and recorded != report.forget_sha256) or (
         not recorded and (audit.get("sizes") or {}).get("forget") != k
     ):
         raise CLIError(
             f"audit {path} is of another forget set than the report's ({k} instances, "
-            f"forget_sha256 {report['forget_sha256'][:12]}...); audit this request's set"
+            f"forget_sha256 {report.forget_sha256[:12]}...); audit this request's set"
         )
     return audit
 
@@ -171,37 +169,36 @@ def run(args: argparse.Namespace) -> int:
     out = check_writable(args.html)
     if args.max_images < 0:
         raise CLIError(f"--max-images must be >= 0, got {args.max_images}")
-    report = read_json(args.report, "report")
-    missing = [k for k in REPORT_KEYS if k not in report]
-    if missing:
+    try:
+        report = UnlearnReport.from_json(read_json(args.report, "report"))
+    except RecordError as e:
         raise CLIError(
-            f"report {args.report} lacks {', '.join(missing)}; give a report written by "
-            "`amnesiac unlearn --report`"
-        )
+            f"report {args.report}: {e}; give a report written by `amnesiac unlearn --report`"
+        ) from None
     audit = _audit(args.audit, report) if args.audit else None
-    data = load_dataset(report["dataset"], args.data_dir, download=args.download)
+    data = load_dataset(report.dataset, args.data_dir, download=args.download)
     rpath = Path(args.report)
-    model_spec = args.model or report.get("out")
+    model_spec = args.model or report.out
     if not model_spec:
         raise CLIError(
             f"report {args.report} names no unlearned model (the run had no --out); pass --model"
         )
     original, o_path, o_sha = _model(
-        args.original or report["model"],
+        args.original or report.model,
         data.name,
         rpath,
-        report.get("model_sha256"),
+        report.model_sha256,
         "original",
         "--original",
     )
     unlearned, u_path, u_sha = _model(
-        model_spec, data.name, rpath, report.get("out_sha256"), "unlearned", "--model"
+        model_spec, data.name, rpath, report.out_sha256, "unlearned", "--model"
     )
     check_fit(original, data, o_path)
     check_fit(unlearned, data, u_path)
     forget = _forget(report, data, args.report)
     f_set = (data.train_x[forget], data.train_y[forget])
-    test = held_out_test(data, report.get("surrogate"))
+    test = held_out_test(data, report.surrogate)
     outcomes = model_outcomes(
         original.model,
         unlearned.model,
@@ -213,8 +210,8 @@ def run(args: argparse.Namespace) -> int:
     _check_numbers(report, outcomes, u_path)
     view = None
     if args.ledger:
-        view = ledger_view(args.ledger, output_sha256=u_sha, forget_sha256=report["forget_sha256"])
-    shown = {**report, "model_sha256": o_sha, "out": u_path, "out_sha256": u_sha}
+        view = ledger_view(args.ledger, output_sha256=u_sha, forget_sha256=report.forget_sha256)
+    shown = report.replace(model_sha256=o_sha, out=str(u_path), out_sha256=u_sha)
     page = render_report_html(
         shown,
         outcomes=outcomes,

@@ -312,14 +312,12 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     )
     t_before = time.perf_counter() - t0
     retain_all = sets.retain_all
-    reads_retain = info.needs_retain or "retain" in info.accepts  # amun uses D_r when given
-    retain = (data.train_x[retain_all], data.train_y[retain_all]) if reads_retain else None
+    retain = (data.train_x[retain_all], data.train_y[retain_all]) if info.uses("retain") else None
     result = amnesiac.unlearn(
         ckpt.model,
         forget=sets.f_set,
         method=args.method,
-        retain=retain,
-        surrogate=sets.surrogate,
+        **info.inputs(retain=retain, surrogate=sets.surrogate),
         progress=not args.no_progress,
         **config.to_dict(),
     )
@@ -352,7 +350,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     # write every output only after everything succeeded; under torchrun every process holds
     # the same model and rank 0 writes
     if distributed.is_main():
-        write_outputs(args, outs, meta, result, request, report)
+        report = write_outputs(args, outs, meta, result, request, report)
         if args.html and outcomes is not None:
             write_html(args, report, outcomes, sets, data.classes)
     distributed.barrier()

@@ -19,6 +19,7 @@ from amnesiac.data.anchors import RequestRows
 from amnesiac.html_report import ledger_view, render_report_html
 from amnesiac.ledger import Ledger, Request, forget_sha256
 from amnesiac.models.checkpoint import checkpoint_bytes
+from amnesiac.records import UnlearnReport
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 
@@ -48,34 +49,34 @@ def report_json(
     after: dict[str, float],
     result: amnesiac.UnlearnResult,
     seconds: dict[str, float],
-) -> dict[str, Any]:
-    """The ``--report`` JSON."""
-    return {
-        "method": args.method,
-        "preset": args.preset,
-        "settings": result.config,
-        "dataset": data.name,
-        "model": source,
-        "model_sha256": model_sha,
-        "forget_spec": args.forget,
-        "forget_indices": sets.forget.tolist(),
-        "forget_sha256": forget_sha256(sets.forget),
-        "retain_eval_size": len(sets.retain_ev),
-        "surrogate": args.surrogate,
-        "anchors": sets.anchors,
-        "released": sets.rows.released,
-        "test_size": len(sets.test[1]),
-        "before": before,
-        "after": after,
-        "steps": result.steps,
-        "stopped_by": result.stopped_by,
-        "forgotten": result.forgotten,
-        "update_fraction": result.update_fraction,
-        "rescued_from": result.rescued_from,
-        "seconds": seconds,
-        "versions": software_versions(),
-        "history": result.history,
-    }
+) -> UnlearnReport:
+    """The ``--report`` record."""
+    return UnlearnReport(
+        method=args.method,
+        preset=args.preset,
+        settings=result.config,
+        dataset=data.name,
+        model=source,
+        model_sha256=model_sha,
+        forget_spec=args.forget,
+        forget_indices=sets.forget.tolist(),
+        forget_sha256=forget_sha256(sets.forget),
+        retain_eval_size=len(sets.retain_ev),
+        surrogate=args.surrogate,
+        anchors=sets.anchors,
+        released=list(sets.rows.released),
+        test_size=len(sets.test[1]),
+        before=before,
+        after=after,
+        steps=result.steps,
+        stopped_by=result.stopped_by,
+        forgotten=result.forgotten,
+        update_fraction=result.update_fraction,
+        rescued_from=result.rescued_from,
+        seconds=seconds,
+        versions=software_versions(),
+        history=result.history,
+    )
 
 
 def write_outputs(
@@ -84,36 +85,37 @@ def write_outputs(
     meta: dict[str, Any],
     result: amnesiac.UnlearnResult,
     request: Request | None,
-    report: dict[str, Any],
-) -> None:
-    """Write the model, then the ledger entry, the report and the forget indices; the report
-    gains the model's path and SHA-256 (``out``, ``out_sha256``)."""
+    report: UnlearnReport,
+) -> UnlearnReport:
+    """Write the model, then the ledger entry, the report and the forget indices; returns the
+    report with the model's path and SHA-256 (``out``, ``out_sha256``)."""
     if args.out:
         blob = checkpoint_bytes(result.model, meta)
-        report["out"], report["out_sha256"] = args.out, hashlib.sha256(blob).hexdigest()
+        report = report.replace(out=args.out, out_sha256=hashlib.sha256(blob).hexdigest())
         atomic_write_bytes(outs[0], blob)
         print(f"saved {args.out}")
     if request is not None:  # after the model: a crash in between leaves no ledger entry
         entry = Ledger(args.ledger).record(
             request,
             {
-                "metrics": {"before": report["before"], "after": report["after"]},
+                "metrics": {"before": report.before, "after": report.after},
                 "forgotten": result.forgotten,
                 "steps": result.steps,
             },
         )
         print(f"ledger {args.ledger}: request {entry['request_id']} recorded")
     if args.report:
-        atomic_write_text(args.report, json.dumps(report, indent=2))
+        atomic_write_text(args.report, json.dumps(report.to_json(), indent=2))
         print(f"report {args.report}")
     if args.forget_out:
-        forget = report["forget_indices"]
+        forget = report.forget_indices
         atomic_write_text(args.forget_out, "\n".join(map(str, forget)) + "\n")
+    return report
 
 
 def write_html(
     args: argparse.Namespace,
-    report: dict[str, Any],
+    report: UnlearnReport,
     outcomes: dict[str, Any],
     sets: RunSets,
     classes: Sequence[str],
@@ -122,7 +124,7 @@ def write_html(
     view = None
     if args.ledger:
         view = ledger_view(
-            args.ledger, output_sha256=report["out_sha256"], forget_sha256=report["forget_sha256"]
+            args.ledger, output_sha256=report.out_sha256, forget_sha256=report.forget_sha256
         )
     page = render_report_html(
         report, outcomes=outcomes, forget_x=sets.f_set[0], classes=classes, ledger=view

@@ -23,10 +23,11 @@ from amnesiac.ledger import (
     find_entry,
     read_ledger,
 )
+from amnesiac.records import UnlearnReport
 
 
 def render_report_html(
-    report: dict[str, Any],
+    report: UnlearnReport | dict[str, Any],
     *,
     outcomes: dict[str, Any],
     forget_x: Tensor,
@@ -54,15 +55,17 @@ def render_report_html(
 
     Raises:
         ValueError: The report, the outcomes and the images are not of the same forget set.
+        RecordError: The report lacks a field or holds one of the wrong type.
     """
-    k = len(report["forget_indices"])
+    report = UnlearnReport.of(report)
+    k = len(report.forget_indices)
     indices = [inst["index"] for inst in outcomes["instances"]]
-    if indices != [int(i) for i in report["forget_indices"]] or len(forget_x) != k:
+    if indices != report.forget_indices or len(forget_x) != k:
         raise InvalidSettingsError(
             f"the report has {k} forget instances, the outcomes {len(indices)} and the images "
             f"{len(forget_x)}; build all three from the same forget set, in the same order"
         )
-    objective = str((report.get("settings") or {}).get("objective", "misclassify"))
+    objective = str(report.settings.get("objective", "misclassify"))
     body = [
         header(report, ledger),
         accuracy(report),
@@ -78,12 +81,12 @@ def render_report_html(
         lira_plots(audit) if audit else "",
         ledger_section(ledger) if ledger is not None else "",
     ]
-    title = f"amnesiac: {report['method']} forgot {k} {report['dataset']} instances"
+    title = f"amnesiac: {report.method} forgot {k} {report.dataset} instances"
     return page(title, "\n".join(part for part in body if part))
 
 
 def build_report_html(
-    report: dict[str, Any],
+    report: UnlearnReport | dict[str, Any],
     original: nn.Module,
     unlearned: nn.Module,
     *,
@@ -113,12 +116,13 @@ def build_report_html(
         >>> page.startswith("<!DOCTYPE html>") and "<script" not in page
         True
     """
+    report = UnlearnReport.of(report)
     outcomes = model_outcomes(
         original,
         unlearned,
         forget=forget,
         test=test,
-        forget_indices=[int(i) for i in report["forget_indices"]],
+        forget_indices=report.forget_indices,
         relabel=relabel_run(report),
         batch_size=batch_size,
     )

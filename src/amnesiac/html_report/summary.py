@@ -8,27 +8,32 @@ import json
 from typing import Any
 
 from amnesiac._versions import utc_stamp
+from amnesiac.errors import UnknownNameError
 from amnesiac.html_report.evidence import LedgerView
 from amnesiac.html_report.markup import cell, esc, facts, fmt, num, table, val
+from amnesiac.methods.registry import get_method
+from amnesiac.records import UnlearnReport
 
 _SETS = (("D_f (forget)", "forget"), ("D_r (retain)", "retain"), ("D_test", "test"))
 
 
-def relabel_run(report: dict[str, Any]) -> bool:
-    """Whether the run trained each instance toward a target class (its objective is
-    ``relabel``, or the method is ``relabel``, whose targets are the runner-up classes)."""
-    return (
-        report.get("method") == "relabel"
-        or (report.get("settings") or {}).get("objective") == "relabel"
-    )
+def relabel_run(report: UnlearnReport) -> bool:
+    """Whether the run trained each instance toward a target class: its objective is
+    ``relabel``, or its method declares it does (:attr:`Unlearner.trains_to_targets`)."""
+    if report.settings.get("objective") == "relabel":
+        return True
+    try:
+        return get_method(report.method).cls.trains_to_targets
+    except UnknownNameError:  # a report of a method this installation does not have
+        return False
 
 
-def _verdict(report: dict[str, Any], ledger: LedgerView | None) -> str:
+def _verdict(report: UnlearnReport, ledger: LedgerView | None) -> str:
     """One line a person reads first: forgotten or not, and what it cost."""
-    k = len(report["forget_indices"])
-    before, after = report["before"], report["after"]
+    k = len(report.forget_indices)
+    before, after = report.before, report.after
     drop = before["test_acc"] - after["test_acc"]
-    ok = bool(report.get("forgotten"))
+    ok = report.forgotten
     text = (
         f'<p><span class="{"ok" if ok else "bad"}">'
         + ("Forgotten" if ok else "NOT forgotten")
@@ -47,22 +52,22 @@ def _verdict(report: dict[str, Any], ledger: LedgerView | None) -> str:
     return text
 
 
-def header(report: dict[str, Any], ledger: LedgerView | None = None) -> str:
+def header(report: UnlearnReport, ledger: LedgerView | None = None) -> str:
     """Title, verdict, and what ran: dataset, models and hashes, method, forget set, times."""
-    k = len(report["forget_indices"])
-    preset = report.get("preset")
-    sha = report.get("model_sha256")
-    out = report.get("out")
+    k = len(report.forget_indices)
+    preset = report.preset
+    sha = report.model_sha256
+    out = report.out
     items = [
-        ("dataset", val(report["dataset"], "dataset")),
+        ("dataset", val(report.dataset, "dataset")),
         (
             "model",
-            val(report["model"], "model")
+            val(report.model, "model")
             + (f' <span class="mono hash">sha256 {val(sha, "model_sha256")}</span>' if sha else ""),
         ),
     ]
     if out:
-        osha = report.get("out_sha256")
+        osha = report.out_sha256
         items.append(
             (
                 "unlearned model",
@@ -77,19 +82,18 @@ def header(report: dict[str, Any], ledger: LedgerView | None = None) -> str:
     items += [
         (
             "method",
-            val(report["method"], "method")
-            + (f", preset {val(preset, 'preset')}" if preset else ""),
+            val(report.method, "method") + (f", preset {val(preset, 'preset')}" if preset else ""),
         ),
-        ("forget set", f"{val(report['forget_spec'], 'forget_spec')}, {k} instances"),
+        ("forget set", f"{val(report.forget_spec, 'forget_spec')}, {k} instances"),
         (
             "forget_sha256",
-            f'<span class="mono hash">{val(report["forget_sha256"], "forget_sha256")}</span>',
+            f'<span class="mono hash">{val(report.forget_sha256, "forget_sha256")}</span>',
         ),
-        *([("anchors", _anchors_line(report))] if report.get("anchors") else []),
+        *([("anchors", _anchors_line(report))] if report.anchors else []),
         ("run", _run_line(report)),
-        ("wall time", _seconds(report.get("seconds") or {})),
+        ("wall time", _seconds(report.seconds)),
     ]
-    versions = report.get("versions") or {}
+    versions = report.versions
     if versions:
         items.append(
             (
@@ -99,22 +103,19 @@ def header(report: dict[str, Any], ledger: LedgerView | None = None) -> str:
                 ),
             )
         )
-    title = f"Deletion request: {report['method']} on {k} {report['dataset']} instances"
+    title = f"Deletion request: {report.method} on {k} {report.dataset} instances"
     return (
         f"<h1>{esc(title)}</h1>"
         f'<p class="note">Page generated {esc(utc_stamp())} by amnesiac from the run\'s report '
-        "and its models.</p>"
-        + _verdict(report, ledger)
-        + facts(items)
-        + _settings(report.get("settings") or {})
+        "and its models.</p>" + _verdict(report, ledger) + facts(items) + _settings(report.settings)
     )
 
 
-def _anchors_line(report: dict[str, Any]) -> str:
+def _anchors_line(report: UnlearnReport) -> str:
     """What held the rest of the model (a forget-ready model's anchors, or ``--surrogate``
     images), and the reserved anchors the request released."""
-    line = val(report["anchors"], "anchors")
-    released = report.get("released") or []
+    line = val(report.anchors, "anchors")
+    released = report.released
     if released:
         line += esc(
             f"; {len(released)} requested images were reserved anchors the model never trained "
@@ -123,12 +124,12 @@ def _anchors_line(report: dict[str, Any]) -> str:
     return line
 
 
-def _run_line(report: dict[str, Any]) -> str:
-    frac = report.get("update_fraction", 1.0)
+def _run_line(report: UnlearnReport) -> str:
+    frac = report.update_fraction
     return (
-        f"{val(report['steps'], 'steps')} steps, stopped by "
-        f"{val(report['stopped_by'], 'stopped_by')}, forgotten: "
-        f"{val(report['forgotten'], 'forgotten', text='yes' if report['forgotten'] else 'no')}"
+        f"{val(report.steps, 'steps')} steps, stopped by "
+        f"{val(report.stopped_by, 'stopped_by')}, forgotten: "
+        f"{val(report.forgotten, 'forgotten', text='yes' if report.forgotten else 'no')}"
         + (f", update shrunk to {val(frac, 'update_fraction', 3)}" if frac < 1 else "")
     )
 
@@ -151,9 +152,9 @@ def _settings(settings: dict[str, Any]) -> str:
     )
 
 
-def accuracy(report: dict[str, Any]) -> str:
+def accuracy(report: UnlearnReport) -> str:
     """The before/after accuracy table (D_f, D_r, D_test), from the report."""
-    before, after = report["before"], report["after"]
+    before, after = report.before, report.after
     rows = []
     for label, key in _SETS:
         k = f"{key}_acc"
@@ -177,13 +178,13 @@ def accuracy(report: dict[str, Any]) -> str:
                 cell("", numeric=True),
             ]
         )
-    n_r = report.get("retain_eval_size")
+    n_r = report.retain_eval_size
     note = (
         f"D_r: {val(n_r, 'retain_eval_size')} retained instances; "
-        f"D_test: {val(report.get('test_size'), 'test_size')} test images"
+        f"D_test: {val(report.test_size, 'test_size')} test images"
         + (
-            f" (the surrogate images {val(report['surrogate'], 'surrogate')} left out)"
-            if report.get("surrogate")
+            f" (the surrogate images {val(report.surrogate, 'surrogate')} left out)"
+            if report.surrogate
             else ""
         )
         + "."

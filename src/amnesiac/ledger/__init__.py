@@ -34,6 +34,7 @@ from amnesiac.hashing import (
     forget_sha256,
 )
 from amnesiac.models.checkpoint import checkpoint_meta
+from amnesiac.records import LedgerEntry, RecordError
 
 if TYPE_CHECKING:
     from amnesiac.data import Splits
@@ -254,21 +255,28 @@ class Ledger:
                 "carry the anchors the request leaves; save it with "
                 'meta["anchors"] = request.rows.anchors'
             )
-        if request.forget_indices and "forget_indices" in request.fields:
-            after = (outcome.get("metrics") or {}).get("after") or {}
-            acc = after.get("forget_acc") if isinstance(after, dict) else None
-            if isinstance(acc, bool) or not isinstance(acc, (int, float)):
-                raise LedgerError(
-                    f"the outcome of request {request.request_id} lacks the number verify checks: "
-                    'give {"metrics": {"after": {"forget_acc": ...}}}, the D_f accuracy of its '
-                    "model (amnesiac.evaluate(model, forget=...))"
-                )
         entry = {
             **request.fields,
             "time": utc_stamp(),
             "output_sha256": file_sha256(request.output_model),
             **outcome,
         }
+        try:  # the entry as it will be stored (its links are added under the lock)
+            typed = LedgerEntry.from_json({**entry, "prev_hash": GENESIS, "hash": GENESIS})
+        except RecordError as e:
+            raise LedgerError(
+                f"the outcome of request {request.request_id} cannot be recorded: {e}"
+            ) from None
+        if (
+            request.forget_indices
+            and typed.forget_indices is not None
+            and typed.forget_acc_after() is None
+        ):
+            raise LedgerError(
+                f"the outcome of request {request.request_id} lacks the number verify checks: "
+                'give {"metrics": {"after": {"forget_acc": ...}}}, the D_f accuracy of its '
+                "model (amnesiac.evaluate(model, forget=...))"
+            )
         if "versions" not in entry:
             entry["versions"] = software_versions()
         # read, check and append under one lock: of several requests that start from the same
@@ -313,31 +321,36 @@ class Ledger:
         entries = self.entries()
         datasets: dict[str, Splits] = {}
         checked = 0
-        for i, e in enumerate(entries):
-            where = f"entry {i + 1} (request {e.get('request_id')})"
-            model_path = self.resolve(str(e["output_model"]))
+        for i, raw in enumerate(entries):
+            where = f"entry {i + 1} (request {raw.get('request_id')})"
+            try:
+                e = LedgerEntry.from_json(raw)
+            except RecordError as err:
+                raise LedgerError(f"{where}: {err}") from None
+            model_path = self.resolve(e.output_model)
             if not model_path.is_file():
                 raise LedgerError(f"{where}: its model {model_path} is missing")
-            if file_sha256(model_path) != e["output_sha256"]:
+            if file_sha256(model_path) != e.output_sha256:
                 raise LedgerError(f"{where}: {model_path} does not match the recorded SHA-256")
             if problem := start_problem(entries, i):
                 raise LedgerError(f"{where}: {problem}")
             model = load_checkpoint(model_path).model
-            if "forget_indices" not in e or not check_accuracy:
+            if e.forget_indices is None or not check_accuracy:
                 continue
-            name = str(e["dataset"])
-            if name not in datasets:
-                datasets[name] = load(name)
-            d = datasets[name]
-            idx = parse_forget(e["forget_indices"], d.train_y)
-            if not forget_hash_matches(idx.tolist(), str(e["forget_sha256"])):
+            if e.dataset not in datasets:
+                datasets[e.dataset] = load(e.dataset)
+            d = datasets[e.dataset]
+            idx = parse_forget(e.forget_indices, d.train_y)
+            if not forget_hash_matches(idx.tolist(), e.forget_sha256):
                 raise LedgerError(f"{where}: forget_sha256 does not match its forget_indices")
-            untrained = set(e.get("untrained", []))
+            untrained = set(e.untrained)
             idx = torch.tensor([i for i in idx.tolist() if i not in untrained], dtype=torch.int64)
             if not len(idx):  # only anchors the model never trained on: nothing to measure
                 continue
+            recorded = e.forget_acc_after()
+            if recorded is None:
+                raise LedgerError(f"{where}: it records no D_f accuracy to check")
             acc = evaluate(model, forget=(d.train_x[idx], d.train_y[idx]))["forget_acc"]
-            recorded = e["metrics"]["after"]["forget_acc"]
             if abs(acc - recorded) > 1e-6:
                 raise LedgerError(
                     f"{where}: D_f accuracy of {model_path} is {acc:.2f}%, the ledger says "
