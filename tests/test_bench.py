@@ -487,3 +487,30 @@ def test_rows_cut_below_their_methods_budget_are_labelled_capped() -> None:
         )
     ]
     assert labels == ["paper (capped at 100 steps)", "l2ul"]
+
+
+def test_a_setting_that_acts_only_with_anchors_leaves_forget_only_rows_current() -> None:
+    # anchored_reg_weight came after the forget-only rows and acts only with anchors: a
+    # forget-only row ran as it would today, an anchored one (MAS was on then) did not
+    from amnesiac.bench.grid import Cell
+    from amnesiac.bench.runner import cell_config, cell_settings, ran_with
+
+    cell = Cell("l2ul", "l2ul", None, {}, 32, 0, "fashion-mnist", "shipped")
+    recorded = cell_config(cell).to_dict()
+    del recorded["anchored_reg_weight"]
+    assert ran_with({"settings": recorded}, cell_settings(cell, anchored=False), "unlearn")
+    assert not ran_with({"settings": recorded}, cell_settings(cell, anchored=True), "unlearn")
+
+
+def test_a_row_whose_method_gets_other_data_today_is_stale(tmp_path) -> None:
+    # amun uses D_r when given; its rows from before the bench handed it D_r ran forget-only
+    from amnesiac.bench.grid import Cell
+    from amnesiac.bench.resume import cell_inputs, row_inputs
+
+    amun = Cell("amun", "amun", None, {}, 8, 0, "digits", "shipped")
+    assert cell_inputs(amun, anchored=False) == ["retain"]
+    assert row_inputs({"method": "amun", "settings": {}}) == []  # an old row: forget-only
+    assert row_inputs({"method": "amun", "inputs": ["retain"]}) == ["retain"]
+    scar = {"method": "scar", "surrogate": "fashion-mnist:test:0:5000"}
+    assert row_inputs(scar) == ["surrogate"]
+    assert row_inputs({"method": "neg_grad_retain"}) == ["retain"]

@@ -17,6 +17,7 @@ import amnesiac
 from amnesiac._io import locked
 from amnesiac.bench.grid import Cell, Grid
 from amnesiac.errors import ResultsFileError
+from amnesiac.records import BenchRow, RecordError
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -42,8 +43,12 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
                 f"{path} line {n} is not a JSON row ({e.msg}); it was edited or damaged: "
                 "remove that line (its cell runs again)"
             ) from None
-        if not isinstance(row, dict):
-            raise ResultsFileError(f"{path} line {n} is not a JSON object; remove that line")
+        try:
+            BenchRow.from_json(row)
+        except RecordError as e:
+            raise ResultsFileError(
+                f"{path} line {n}: {e}; remove that line (its cell runs again)"
+            ) from None
         rows.append(row)
     return rows
 
@@ -56,7 +61,7 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
     it, as NFSv4 does). A torn last line left by a killed writer is ended first, so it spoils
     no later row (:func:`read_rows` skips it).
     """
-    line = (json.dumps(row, sort_keys=True) + "\n").encode()
+    line = (json.dumps(BenchRow.from_json(row).to_json(), sort_keys=True) + "\n").encode()
     with path.open("a+b") as f, locked(f.fileno()):
         if f.seek(0, os.SEEK_END) > 0:
             f.seek(-1, os.SEEK_END)
@@ -96,9 +101,55 @@ def cell_config(cell: Cell) -> amnesiac.UnlearnConfig:
     return amnesiac.make_config(cell.method, cell.preset, **{"seed": cell.seed, **cell.settings})
 
 
-def cell_settings(cell: Cell) -> dict[str, Any] | None:
+def cell_anchored(grid: Grid, cell: Cell) -> bool:
+    """Whether ``cell`` runs with anchors: its own ``surrogate`` images, else (unless
+    ``surrogate: none``) its model's reserved or attached ones, for a method that uses them."""
+    if cell.kind == "speed" or cell.surrogate == "none":
+        return False
+    try:
+        if not amnesiac.get_method(cell.method).uses("surrogate"):
+            return False
+    except amnesiac.AmnesiacError:  # an unknown method: the cell fails and its row says why
+        return False
+    if cell.surrogate or cell.model == "shipped-ready":
+        return True
+    if cell.model == "shipped":
+        return False
+    try:
+        return amnesiac.checkpoint_meta(grid.path.parent / cell.model).get("anchors") is not None
+    except amnesiac.AmnesiacError:  # the cell fails when it runs, and its row says why
+        return True
+
+
+def cell_inputs(cell: Cell, anchored: bool) -> list[str]:
+    """The optional inputs a cell's method gets (``MethodInfo.inputs``: the bench always has
+    D_r, and anchors where :func:`cell_anchored`)."""
+    try:
+        info = amnesiac.get_method(cell.method)
+    except amnesiac.AmnesiacError:
+        return []
+    return sorted(info.inputs(retain=True, surrogate=True if anchored else None))
+
+
+def row_inputs(row: dict[str, Any]) -> list[str]:
+    """The optional inputs a row's run got: as it recorded them, or, for a row from before
+    they were recorded, D_r only for the methods that needed it and anchors where it had some."""
+    if "inputs" in row:
+        return sorted(row["inputs"])
+    try:
+        info = amnesiac.get_method(str(row.get("method")))
+    except amnesiac.AmnesiacError:
+        return []
+    had = ["retain"] if info.needs_retain else []
+    given = row.get("surrogate") not in (None, "none") or row.get("anchors")
+    return sorted([*had, *(["surrogate"] if given and info.uses("surrogate") else [])])
+
+
+def cell_settings(cell: Cell, anchored: bool = True) -> dict[str, Any] | None:
     """The cell's resolved settings (``None`` for the speed cell, or a cell whose settings do
-    not resolve: it runs and is recorded as failed)."""
+    not resolve: it runs and is recorded as failed). A cell that runs without anchors
+    (``anchored=False``) ignores the settings that act only with them
+    (``UnlearnConfig.ANCHORED_ONLY``): its run is the same whatever their values."""
     if cell.kind == "speed":
         return None
     try:
@@ -109,7 +160,7 @@ def cell_settings(cell: Cell) -> dict[str, Any] | None:
     defaults = {f.name: f.default for f in dataclasses.fields(config)}
     for klass in reversed(type(config).__mro__):
         defaults.update(ADDED_SETTINGS.get(klass.__name__, {}))
-    removed: set[str] = set()
+    removed: set[str] = set() if anchored else set(config.ANCHORED_ONLY)
     for klass in type(config).__mro__:
         removed |= REMOVED_SETTINGS.get(klass.__name__, set())
     return {
@@ -133,8 +184,10 @@ def ran_with(row: dict[str, Any], settings: dict[str, Any] | None, kind: str) ->
     recorded = row.get("settings")
     if settings is None or not isinstance(recorded, dict):
         return False
-    values, defaults = settings["values"], settings["defaults"]
-    recorded = {k: v for k, v in recorded.items() if k not in settings["removed"]}
+    removed = set(settings["removed"])
+    values = {k: v for k, v in settings["values"].items() if k not in removed}
+    defaults = settings["defaults"]
+    recorded = {k: v for k, v in recorded.items() if k not in removed}
     if not set(recorded) <= set(values):
         return False
     if row.get("status") == "failed" and set(values) - set(recorded):
@@ -153,10 +206,15 @@ def current_rows(grid: Grid, results: Path) -> list[dict[str, Any]]:
 def matching_rows(grid: Grid, results: Path) -> Iterator[dict[str, Any]]:
     """The rows of ``results``, in file order, of cells of ``grid`` that ran with the settings
     the cell resolves to today."""
-    current = {c.id: (c.kind, c.audit, cell_settings(c)) for c in grid.cells}
+    current = {}
+    for c in grid.cells:
+        anchored = cell_anchored(grid, c)
+        current[c.id] = (c.kind, c.audit, cell_settings(c, anchored), cell_inputs(c, anchored))
     for r in read_rows(results):
         if r.get("id") in current:
-            kind, audit, settings = current[r["id"]]
+            kind, audit, settings, inputs = current[r["id"]]
+            if kind == "unlearn" and r.get("status") == "ok" and row_inputs(r) != inputs:
+                continue  # the method gets other data today (amun: D_r where it is at hand)
             # an audited cell also needs the audit (a failed row has none and stays a row)
             if ran_with(r, settings, kind) and (
                 not audit or r.get("audited") or r.get("status") != "ok"

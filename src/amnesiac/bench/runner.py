@@ -101,7 +101,7 @@ class _Context:
             images = self.surrogate(cell.surrogate)
             return images, f"{len(images):,} images from {cell.surrogate}"
         info = amnesiac.get_method(cell.method)
-        if self.anchors is None or "surrogate" not in (*info.accepts, *info.reads):
+        if self.anchors is None or not info.uses("surrogate"):
             return None, None
         return self.anchors.images, self.anchors.description
 
@@ -264,13 +264,14 @@ def _run_unlearn(ctx: _Context, cell: Cell, row: dict[str, Any]) -> None:
         retain_eval_size=n_ev,
     )
     t0 = time.perf_counter()
+    inputs = info.inputs(retain=retain, surrogate=anchors)
+    row["inputs"] = sorted(inputs)
     with ImageCounter(type(ctx.model)) as seen:
         result = amnesiac.unlearn(
             ctx.model,
             forget=f,
             method=cell.method,
-            retain=retain if info.needs_retain else None,
-            surrogate=anchors,
+            **inputs,
             **config.to_dict(),
         )
     wall = time.perf_counter() - t0

@@ -143,6 +143,8 @@ class L2ULConfig(StepConfig):
     proxy_loss: Literal["kl", "logit_mse"] = "kl"
     clip_grad_norm: float = 20.0
 
+    ANCHORED_ONLY: ClassVar[tuple[str, ...]] = ("anchored_reg_weight",)
+
     def unused_settings(self) -> dict[str, str]:
         out = super().unused_settings()
         if self.n_adv == 0:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from amnesiac._choices import choice_problems
 from amnesiac.errors import InvalidSettingsError
@@ -38,6 +38,10 @@ class UnlearnConfig:
     objective: Objective = "misclassify"
     precision: Precision = "fp32"
     eval_batch_size: int = 1024
+
+    #: Settings that act only when the run has anchors (``surrogate=`` images); a run without
+    #: them is the same whatever their values.
+    ANCHORED_ONLY: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         problems = self.problems()
