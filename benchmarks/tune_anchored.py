@@ -41,6 +41,9 @@ CANDIDATES: dict[str, dict] = {
     "reg0+pb64+heal75": {"anchored_reg_weight": 0.0, "proxy_batch_size": 64, "heal_steps": 75},
     # round 3, k=512: the forget term unscaled by k (forget_scale_k=0) against the default k/64
     "fsk0": {"forget_scale_k": 0},
+    # round 4: the forget term unscaled, with the anchors weighted or sampled more
+    "fsk0+pw30": {"forget_scale_k": 0, "proxy_weight": 30.0},
+    "fsk0+pb256": {"forget_scale_k": 0, "proxy_batch_size": 256},
 }
 HERE = Path(__file__).parent
 

@@ -85,6 +85,7 @@ ADDED_SETTINGS: dict[str, dict[str, Any]] = {
         "forget_escalate_steps": 0,
         "nearest_target": False,
         "anchored_reg_weight": 1.0,
+        "anchored_forget_scale_k": 64,
     },
 }
 #: Settings a class stopped accepting because they did nothing there: a row that recorded one

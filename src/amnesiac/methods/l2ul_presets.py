@@ -33,6 +33,7 @@ PAPER_PRESET: dict[str, Any] = {
     "anchored_reg_weight": 1.0,
     "forget_weight": 1.0,
     "forget_scale_k": 0,
+    "anchored_forget_scale_k": 0,
     "forget_escalate_steps": 0,
     "shrink_steps": 0,
     "clip_grad_norm": 0.0,
@@ -55,10 +56,12 @@ PAPER_PRESET: dict[str, Any] = {
 # longer heal help): validation k=32, forget seeds 100 / 101, 0.78 / 0.42 points against 1.06 /
 # 0.82 with the forget-only defaults (benchmarks/VALIDATION.md).
 # The MAS penalty stays on in it (as when it was chosen, so its benchmark rows stay current); the
-# defaults now turn it off under anchors (``anchored_reg_weight``), which measured better.
+# defaults now turn it off under anchors (``anchored_reg_weight``), which measured better; so
+# does the forget term's scale with k (``anchored_forget_scale_k``).
 SURROGATE_PRESET: dict[str, Any] = {
     "proxy_batch_size": 256,
     "heal_steps": 400,
     "max_steps": 1500,
     "anchored_reg_weight": 1.0,
+    "anchored_forget_scale_k": 64,
 }
