@@ -109,7 +109,7 @@ def test_a_row_of_the_wrong_shape_is_refused_on_read_and_on_append(tmp_path):
     with pytest.raises(RecordError, match="'k' field"):
         append_row(path, {**good, "k": "eight"})
     path.write_text(path.read_text() + json.dumps({**good, "seed": None}) + "\n")
-    with pytest.raises(ResultsFileError, match="line 2: .*'seed' field"):
+    with pytest.raises(ResultsFileError, match=r"line 2: .*'seed' field"):
         read_rows(path)
 
 

@@ -65,7 +65,7 @@ from amnesiac.models import (
 from amnesiac.shadows import Shadows, train_shadows
 from amnesiac.training import TrainRecipe, train_classifier
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AmnesiacError",
