@@ -88,9 +88,33 @@ class ImageClassifier(nn.Module):
         return out
 
 
+def timm_model(name: str, *, in_channels: int, num_classes: int) -> nn.Module:
+    """The timm model ``name``, untrained, for ``in_channels`` channels and ``num_classes``
+    classes (timm adapts its stem to the channels; the input size is the caller's).
+
+    Raises:
+        InvalidSettingsError: timm is not installed.
+        UnknownNameError: timm has no model of that name (the message names the closest).
+    """
+    try:
+        import timm  # an optional extra: amnesiac[timm]
+    except ImportError:
+        raise InvalidSettingsError(
+            f"timm:{name} needs timm: pip install 'amnesiac[timm]' (or pip install timm)"
+        ) from None
+    available = timm.list_models()
+    if name not in available:
+        raise UnknownNameError(suggest(name, available, "timm model"))
+    net: nn.Module = timm.create_model(
+        name, pretrained=False, num_classes=num_classes, in_chans=in_channels
+    )
+    return net
+
+
 def list_archs() -> list[str]:
-    """Names accepted by :func:`create_model` (``tv:NAME`` takes any torchvision classifier)."""
-    return [*sorted(_ARCHS), "tv:<torchvision model name>"]
+    """Names accepted by :func:`create_model` (``tv:NAME`` takes any torchvision classifier,
+    ``timm:NAME`` any timm model)."""
+    return [*sorted(_ARCHS), "tv:<torchvision model name>", "timm:<timm model name>"]
 
 
 def create_model(
@@ -106,8 +130,9 @@ def create_model(
     Args:
         arch: ``resnet20``, ``resnet18`` (no max-pool), ``resnet18_maxpool`` (L2UL's CIFAR-10
             network), ``cnn``, ``plaincnn`` / ``plaincnn_nobn`` (no residual connections,
-            with / without BatchNorm), or ``tv:NAME`` for a torchvision model (e.g.
-            ``tv:resnet50``), built without pre-trained weights.
+            with / without BatchNorm), ``tv:NAME`` for a torchvision model (e.g.
+            ``tv:resnet50``), or ``timm:NAME`` for a timm model (e.g. ``timm:resnet10t``;
+            needs ``pip install 'amnesiac[timm]'``), built without pre-trained weights.
         in_channels: Number of image channels.
         num_classes: Number of classes.
         mean: Per-channel normalization mean (default 0).
@@ -139,8 +164,10 @@ def create_model(
             raise InvalidSettingsError(
                 f"torchvision models take 3 channels (or 1, repeated); got {in_channels}"
             )
+    elif arch.startswith("timm:"):
+        net = timm_model(arch[5:], in_channels=in_channels, num_classes=num_classes)
     elif arch in _ARCHS:
         net = _ARCHS[arch](in_channels=in_channels, num_classes=num_classes)
     else:
-        raise UnknownNameError(suggest(arch, [*_ARCHS, "tv:NAME"], "architecture"))
+        raise UnknownNameError(suggest(arch, [*_ARCHS, "tv:NAME", "timm:NAME"], "architecture"))
     return ImageClassifier(net, mean, std)
