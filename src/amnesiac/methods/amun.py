@@ -82,7 +82,7 @@ class Amun(Unlearner):
     reference = (
         "Ebrahimpour-Boroojeny, Sundaram, Chandrasekaran, Not All Wrong is Bad: Using "
         "Adversarial Examples for Unlearning (AMUN), ICML 2025, arXiv:2503.00917 "
-        "(code: github.com/Ali-E/AMUN)"
+        "(code: github.com/Ali-E/AMUN, read at commit 9e341a9)"
     )
     config: AmunConfig
 

@@ -102,7 +102,7 @@ class BadTeacher(Unlearner):
     reference = (
         "Chundawat et al., Can Bad Teaching Induce Forgetting? Unlearning in Deep Networks "
         "Using an Incompetent Teacher, AAAI 2023, arXiv:2205.08096 "
-        "(code: github.com/vikram2000b/bad-teaching-unlearning)"
+        "(code: github.com/vikram2000b/bad-teaching-unlearning, read at commit f1aa988)"
     )
     config: BadTeacherConfig
 

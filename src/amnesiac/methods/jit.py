@@ -94,7 +94,7 @@ class JiT(Unlearner):
     reference = (
         "Foster, Fogarty, Schoepf, Oeztireli, Brintrup, Zero-Shot Machine Unlearning at Scale "
         "via Lipschitz Regularization (JiT), arXiv:2402.01401 "
-        "(code: github.com/jwf40/Zeroshot-Unlearning-At-Scale)"
+        "(code: github.com/jwf40/Zeroshot-Unlearning-At-Scale, read at commit f7e3f20)"
     )
     config: JiTConfig
 

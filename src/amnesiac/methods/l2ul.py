@@ -31,7 +31,8 @@ from amnesiac.ops.proxy import forget_proxies
 
 PAPER_URL = (
     "Cha et al., Learning to Unlearn: Instance-wise Unlearning for Pre-trained "
-    "Classifiers, AAAI 2024, arXiv:2301.11578"
+    "Classifiers, AAAI 2024, arXiv:2301.11578 (code: github.com/csm9493/L2UL, read at commit "
+    "5fb777b)"
 )
 
 

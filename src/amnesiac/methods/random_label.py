@@ -19,7 +19,7 @@ from amnesiac.methods.base import (
     register,
 )
 
-SALUN_CODE = "github.com/OPTML-Group/Unlearn-Saliency"
+SALUN_CODE = "github.com/OPTML-Group/Unlearn-Saliency (read at commit a6e89fd)"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -106,7 +106,7 @@ class Scar(Unlearner):
     reference = (
         "Bonato, Cotogni, Sabetta, Is Retain Set All You Need in Machine Unlearning? Restoring "
         "Performance of Unlearned Models with Out-Of-Distribution Images (SCAR), ECCV 2024, "
-        "arXiv:2404.12922 (code: github.com/jbonato1/SCAR)"
+        "arXiv:2404.12922 (code: github.com/jbonato1/SCAR, read at commit 280ceae)"
     )
     config: ScarConfig
 

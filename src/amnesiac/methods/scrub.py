@@ -93,7 +93,7 @@ class Scrub(Unlearner):
     summary = "max-steps from the teacher on D_f, min-steps toward it on D_r (SCRUB)"
     reference = (
         "Kurmanji et al., Towards Unbounded Machine Unlearning, NeurIPS 2023, arXiv:2302.09880 "
-        "(code: github.com/meghdadk/SCRUB)"
+        "(code: github.com/meghdadk/SCRUB, read at commit 98ffb11)"
     )
     config: ScrubConfig
 

@@ -77,7 +77,7 @@ class SSD(Unlearner):
         "Foster, Schoepf, Brintrup, Fast Machine Unlearning Without Retraining Through Selective "
         "Synaptic Dampening, AAAI 2024, arXiv:2308.07707; label-free: Loss-Free Machine "
         "Unlearning, ICLR 2024 Tiny Papers, arXiv:2402.19308 "
-        "(code: github.com/if-loops/selective-synaptic-dampening)"
+        "(code: github.com/if-loops/selective-synaptic-dampening, read at commit cdfdc0e)"
     )
     config: SSDConfig
 
