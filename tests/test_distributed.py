@@ -96,12 +96,14 @@ def test_each_rank_gets_an_equal_part_of_a_batch(m: int, world: int) -> None:
 
 def test_append_row_from_many_writers_and_after_a_torn_line(tmp_path: Path) -> None:
     path = tmp_path / "rows.jsonl"
-    path.write_text('{"id": "a"}\n{"id": "torn", "x": [1, 2')  # a writer killed mid-line
+    cell = {"kind": "unlearn", "method": "l2ul", "k": 8, "seed": 0, "status": "ok"}
+    first = json.dumps({"id": "a", **cell})
+    path.write_text(f'{first}\n{{"id": "torn", "x": [1, 2')  # a writer killed mid-line
     payload = "x" * 20_000  # far above one atomic write
 
     def write(who: int) -> None:
         for i in range(25):
-            append_row(path, {"id": f"{who}-{i}", "payload": payload})
+            append_row(path, {"id": f"{who}-{i}", **cell, "payload": payload})
 
     threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
     for t in threads:
