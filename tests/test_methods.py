@@ -458,3 +458,26 @@ def test_forget_term_escalates_until_first_forgotten_then_freezes(tiny_model, fo
     off = L2UL(amnesiac.make_config("l2ul", forget_escalate_steps=0, max_steps=3, stop="budget"))
     off.unlearn(tiny_model, data)
     assert off.escalation == 1.0
+
+
+def test_the_stop_check_builds_no_autograd_graph(forget8) -> None:
+    # the stop check only reads predictions: a forward pass under autograd would cost a
+    # backward graph per step (and count as trained images in the benchmark's ImageCounter)
+    from amnesiac.methods.result import UnlearnData
+    from amnesiac.methods.status import forget_status
+
+    seen: list[bool] = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(64, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(torch.is_grad_enabled())
+            return self.fc(x.flatten(1))
+
+    x, y = forget8
+    data = UnlearnData(x, y, None, None, None, 10)
+    out = forget_status(Probe(), data, batch_size=4)
+    assert seen == [False, False] and 0 <= out["forget_acc"] <= 100

@@ -31,7 +31,6 @@ def set_train_mode(model: nn.Module, *, bn_train: bool) -> None:
                 m.eval()
 
 
-@torch.no_grad()
 def meets_objective(pred: Tensor, label: Tensor, target: Tensor | None = None) -> Tensor:
     """Which instances meet the objective, the one rule of "forgotten": predicted as their
     target where targets are given (relabel), else as anything but their true label.
@@ -46,6 +45,7 @@ def meets_objective(pred: Tensor, label: Tensor, target: Tensor | None = None) -
     return pred == target if target is not None else pred != label
 
 
+@torch.no_grad()
 def forget_status(model: nn.Module, data: UnlearnData, *, batch_size: int) -> dict[str, float]:
     """Forget-set accuracy in percent (and target accuracy for relabel) in eval mode.
 
