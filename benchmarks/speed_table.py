@@ -6,23 +6,23 @@ Run: ``python benchmarks/speed_table.py [RESULTS.jsonl]``.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+
+from amnesiac.bench import read_rows
 
 HERE = Path(__file__).parent
 
 
 def main(path: Path = HERE / "speed_results.jsonl") -> None:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    latest = {(r["label"], r["k"]): r for r in rows if r.get("status") == "ok"}
+    latest = {(r.label, r.k): r for r in read_rows(path) if r.ok and r.kind == "unlearn"}
     print("| method | k | seconds | images trained | retrain / it (s) | retrain / it (images) |")
     print("|---|---|---|---|---|---|")
     for (label, k), r in sorted(latest.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         base = latest.get(("retrain", k))
-        secs, imgs = r["seconds"]["wall"], r["images"]["trained"]
+        secs, imgs = r.wall, (r.images or {}).get("trained", 0)
         ratio = (
-            f"{base['seconds']['wall'] / secs:.1f}x | {base['images']['trained'] / imgs:.1f}x"
+            f"{base.wall / secs:.1f}x | {(base.images or {}).get('trained', 0) / imgs:.1f}x"
             if base and label != "retrain"
             else "- | -"
         )

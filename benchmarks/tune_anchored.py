@@ -7,7 +7,8 @@ sample of 5,000 other trained rows; ``val_drop`` is its accuracy before minus af
 is under bfloat16 autocast, as the benchmark grids run, and counts the images the models saw
 (``trained``: passes with gradients, each with its backward pass; ``inferred``: without).
 
-Run: ``python benchmarks/tune_anchored.py K SEED [SEED ...] >> benchmarks/tune_anchored_results.jsonl``
+Run: ``python benchmarks/tune_anchored.py K SEED [SEED ...]
+>> benchmarks/tune_anchored_results.jsonl``
 (``TUNE_ONLY`` names candidates, comma-separated); ``--report`` prints the table of means.
 """
 

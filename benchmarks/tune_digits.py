@@ -60,9 +60,17 @@ def main() -> None:
             if "surrogate" in settings:  # "test:START:STOP": those digits test images
                 start, stop = (int(v) for v in settings["surrogate"].split(":")[1:])
                 settings = {**settings, "surrogate": data.test_x[start:stop]}
-            measure(model, f, v, base["retain_acc"],
-                    {"arch": arch, "name": name, "k": k, "seed": seed},
-                    seed=seed, precision="bf16", **settings)
+            measure(
+                model,
+                f,
+                v,
+                base["retain_acc"],
+                {"arch": arch, "name": name, "k": k, "seed": seed},
+                seed=seed,
+                precision="bf16",
+                **settings,
+            )
+
 
 if __name__ == "__main__":
     main()

@@ -18,10 +18,11 @@ from amnesiac.bench import (
     summarize,
     write_report,
 )
-from amnesiac.bench.tables import choice_table, frontier_table
+from amnesiac.bench.tables import choice_table, frontier_table, reads_of
 from amnesiac.cli import main
 from amnesiac.models import create_model
 from amnesiac.models.checkpoint import model_meta, save_checkpoint
+from amnesiac.records import BenchRow
 
 GRID = Path(__file__).parents[1] / "benchmarks" / "digits.yaml"
 
@@ -60,25 +61,22 @@ def test_digits_grid_end_to_end(tmp_path: Path, capsys) -> None:
     rows = read_rows(tmp_path / "digits_results.jsonl")
     grid = load_grid(grid_file)
     assert len(rows) == len(grid.cells)
-    assert all(r["status"] == "ok" for r in rows), [r.get("error") for r in rows]
-    unlearn = [r for r in rows if r["kind"] == "unlearn"]
+    assert all(r.ok for r in rows), [r.error for r in rows]
+    unlearn = [r for r in rows if r.kind == "unlearn"]
     for r in unlearn:
+        assert r.settings_hash and r.forget_sha256 and r.steps is not None and r.threads
         for key in (
-            "settings_hash",
-            "forget_sha256",
             "before_test_acc",
             "after_test_acc",
-            "steps",
             "torch",
-            "threads",
             "cpu",
             "before_mia_loss_auc",
             "after_mia_loss_member_rate",
             "after_mia_entropy_auc",
         ):
-            assert key in r
-    speed = next(r for r in rows if r["kind"] == "speed")
-    assert speed["pgd_efficiency"] > 0 and speed["eval_efficiency"] > 0
+            assert r.value(key) is not None, key
+    speed = next(r for r in rows if r.kind == "speed")
+    assert speed.value("pgd_efficiency") > 0 and speed.value("eval_efficiency") > 0
     # resume: a second run does nothing new
     assert main(["bench", str(grid_file), "--no-progress"]) == 0
     assert len(read_rows(tmp_path / "digits_results.jsonl")) == len(rows)
@@ -90,19 +88,21 @@ def test_digits_grid_end_to_end(tmp_path: Path, capsys) -> None:
     assert f"ran {len(rows)} of these cells" in text and "(the whole grid," in text
     assert "## Continual unlearning" in text and "| 3 |" in text
     assert (tmp_path / "digits_continual_l2ul_3x4_seed0.png").stat().st_size > 1000
-    continual = next(r for r in rows if r["kind"] == "continual")
-    assert [x["round"] for x in continual["rounds"]] == [1, 2, 3]
+    continual = next(r for r in rows if r.kind == "continual")
+    assert [x["round"] for x in continual.rounds or []] == [1, 2, 3]
     for s in summarize(rows):
         assert f"| {s['label']} | {s['k']} |" in text
     for png in ("digits_test_acc_vs_k.png", "digits_seconds.png", "digits_drop_vs_seconds.png"):
         assert (tmp_path / png).stat().st_size > 1000
-    l2ul8 = [r for r in unlearn if r["label"] == "l2ul" and r["k"] == 8]
-    assert all(r["after_forget_acc"] == 0.0 for r in l2ul8)
+    l2ul8 = [r for r in unlearn if r.label == "l2ul" and r.k == 8]
+    assert l2ul8 and all(r.value("after_forget_acc") == 0.0 for r in l2ul8)
 
 
 def test_frontier_table_pivots_drop_by_k() -> None:
-    def row(label: str, k: int, seed: int, drop: float, forgotten: bool) -> dict:
-        return {
+    def row(label: str, k: int, seed: int, drop: float, forgotten: bool) -> BenchRow:
+        return BenchRow.from_json({
+            "id": f"{label}-{k}-{seed}",
+            "method": "neg_grad",
             "kind": "unlearn",
             "status": "ok",
             "label": label,
@@ -116,7 +116,7 @@ def test_frontier_table_pivots_drop_by_k() -> None:
             "after_test_acc": 90.0 - drop,
             "steps": 1,
             "seconds": {"wall": 1.0},
-        }
+        })  # fmt: skip
 
     rows = [
         row("a", 8, 0, 1.0, True),
@@ -131,13 +131,15 @@ def test_frontier_table_pivots_drop_by_k() -> None:
 
 
 def test_choice_table_puts_methods_in_blocks_by_what_they_read() -> None:
-    def row(label: str, method: str, k: int, drop: float, **extra: object) -> dict:
-        return {
-            **_unlearn_row(label, k, 0, 10.0),
-            "method": method,
-            "after_test_acc": 90.0 - drop,
-            **extra,
-        }
+    def row(label: str, method: str, k: int, drop: float, **extra: object) -> BenchRow:
+        return BenchRow.from_json(
+            {
+                **_unlearn_row(label, k, 0, 10.0).to_json(),
+                "method": method,
+                "after_test_acc": 90.0 - drop,
+                **extra,
+            }
+        )
 
     rows = [
         row("ngr", "neg_grad_retain", 32, 0.3),
@@ -161,16 +163,22 @@ def test_choice_table_puts_methods_in_blocks_by_what_they_read() -> None:
     assert lines[2].endswith("| - | 10 / - |")  # jit: not audited, no k=128 row
 
 
-def _unlearn_row(label: str, k: int, seed: int, seconds: float) -> dict:
-    return {
+def _unlearn_row(label: str, k: int, seed: int, seconds: float) -> BenchRow:
+    return BenchRow.from_json({
         "id": f"{label}-{k}-{seed}", "kind": "unlearn", "status": "ok", "label": label, "k": k,
         "method": "neg_grad", "seed": seed, "forgotten": True, "after_forget_acc": 0.0,
         "before_retain_acc": 90.0, "after_retain_acc": 90.0, "before_test_acc": 90.0,
         "after_test_acc": 89.0, "steps": 1, "seconds": {"wall": seconds},
-    }  # fmt: skip
+    })  # fmt: skip
 
 
-def _speed_line(grid_file: Path, rows: list[dict]) -> str | None:
+def _ran(settings: dict, status: str = "ok") -> BenchRow:
+    """A row that ran with ``settings`` (what :func:`ran_with` reads)."""
+    return BenchRow(id="x", kind="unlearn", method="l2ul", label="l2ul", k=32, seed=0,
+                    status=status, settings=settings)  # fmt: skip
+
+
+def _speed_line(grid_file: Path, rows: list[BenchRow]) -> str | None:
     grid = load_grid(grid_file)
     text = write_report(grid, rows, command="amnesiac bench g.yaml").read_text()
     after = text.split("## Speed\n\n", 1)
@@ -249,13 +257,13 @@ def test_failed_cell_is_recorded_and_grid_goes_on(tmp_path: Path) -> None:
     )
     assert main(["bench", str(grid_file), "--no-progress"]) == 0
     rows = read_rows(tmp_path / "results.jsonl")
-    assert [r["status"] for r in rows] == ["failed", "ok"]
-    assert "lr must be > 0" in rows[0]["error"]
+    assert [r.status for r in rows] == ["failed", "ok"]
+    assert "lr must be > 0" in (rows[0].error or "")
     # a torn last line (an interrupted append) is ignored
     with (tmp_path / "results.jsonl").open("a") as f:
         f.write('{"id": "torn", "sta')
     assert len(read_rows(tmp_path / "results.jsonl")) == 2
-    json.dumps(rows)
+    json.dumps([r.to_json() for r in rows])
 
 
 def test_parallel_workers_and_stale_rows_rerun(tmp_path: Path) -> None:
@@ -267,25 +275,26 @@ def test_parallel_workers_and_stale_rows_rerun(tmp_path: Path) -> None:
     grid = load_grid(grid_file)
     assert grid.workers == 2
     rows = run_grid(grid, progress=False)
-    assert sorted(r["seed"] for r in rows) == [0, 1]
-    assert all(r["status"] == "ok" and r["workers"] == 2 and r["threads"] >= 1 for r in rows)
+    assert sorted(r.seed for r in rows) == [0, 1]
+    assert all(r.ok and r.workers == 2 and (r.threads or 0) >= 1 for r in rows)
     # same cells run one at a time give the same models (a worker changes only the speed)
     serial = run_grid(grid, results=tmp_path / "serial.jsonl", progress=False, workers=1)
-    by_seed = {r["seed"]: r for r in serial}
+    by_seed = {r.seed: r for r in serial}
     for r in rows:
-        assert r["after_test_acc"] == by_seed[r["seed"]]["after_test_acc"]
+        assert r.value("after_test_acc") == by_seed[r.seed].value("after_test_acc")
     results = tmp_path / "results.jsonl"
     # a row from before a setting existed is current while that setting is at its default
-    older = [{**r, "settings": {k: v for k, v in r["settings"].items() if k != "shrink_steps"}}
-             for r in rows]  # fmt: skip
+    older = [{**r.to_json(), "settings": {k: v for k, v in r.settings.items()
+                                          if k != "shrink_steps"}} for r in rows]  # fmt: skip
     results.write_text("".join(json.dumps(r) + "\n" for r in older))
     assert len(current_rows(grid, results)) == 2
     # a row run with other settings (say, older defaults) is stale: left out and rerun
-    stale = [{**r, "settings": {**r["settings"], "lr": 0.5}, "after_test_acc": -1.0} for r in rows]
+    stale = [{**r.to_json(), "settings": {**r.settings, "lr": 0.5}, "after_test_acc": -1.0}
+             for r in rows]  # fmt: skip
     results.write_text("".join(json.dumps(r) + "\n" for r in stale))
     assert current_rows(grid, results) == []
     again = run_grid(grid, progress=False)
-    assert len(again) == 2 and all(r["after_test_acc"] >= 0 for r in again)
+    assert len(again) == 2 and all(r.value("after_test_acc") >= 0 for r in again)
     assert len(read_rows(results)) == 4
 
 
@@ -316,8 +325,8 @@ def test_audited_cells_get_lira_relearn_and_cka(digits, tmp_path: Path, monkeypa
     )
     grid = load_grid(grid_file)
     assert grid.shadows == 2 and [c.audit for c in grid.cells] == [True, False]
-    rows = {r["seed"]: r for r in run_grid(grid, progress=False)}
-    audited, plain = rows[0], rows[1]
+    by_seed = {r.seed: r for r in run_grid(grid, progress=False)}
+    audited, plain = by_seed[0].to_json(), by_seed[1].to_json()
     assert audited["audited"] and "audited" not in plain and "relearn_steps" not in plain
     assert audited["lira_shadow_models"] == 2
     for when in ("before", "after"):
@@ -329,7 +338,7 @@ def test_audited_cells_get_lira_relearn_and_cka(digits, tmp_path: Path, monkeypa
     results = tmp_path / "results.jsonl"
     unaudited = {k: v for k, v in audited.items() if k != "audited"}
     results.write_text(json.dumps(unaudited) + "\n" + json.dumps(plain) + "\n")
-    assert [r["seed"] for r in current_rows(grid, results)] == [1]
+    assert [r.seed for r in current_rows(grid, results)] == [1]
     assert main(["bench", str(grid_file), "--no-progress"]) == 0
     assert main(["bench", str(grid_file), "--report"]) == 0
     text = (tmp_path / "RESULTS.md").read_text()
@@ -351,7 +360,7 @@ def test_a_setting_added_later_counts_at_its_old_behaviour() -> None:
     for cell, current in ((paper, True), (ours, False)):
         recorded = cell_config(cell).to_dict()
         del recorded["forget_scale_k"]
-        assert ran_with({"settings": recorded}, cell_settings(cell), "unlearn") is current
+        assert ran_with(_ran(recorded), cell_settings(cell), "unlearn") is current
 
 
 def test_a_setting_removed_where_it_did_nothing_does_not_make_a_row_stale() -> None:
@@ -362,10 +371,10 @@ def test_a_setting_removed_where_it_did_nothing_does_not_make_a_row_stale() -> N
 
     cell = Cell("retrain", "retrain", None, {}, 32, 0, "fashion-mnist", "shipped")
     recorded = {**cell_config(cell).to_dict(), "max_steps": 0, "stop": "budget", "heal_steps": 0}
-    assert ran_with({"settings": recorded}, cell_settings(cell), "unlearn")
+    assert ran_with(_ran(recorded), cell_settings(cell), "unlearn")
     # a recorded setting the method never had is still a mismatch
-    assert not ran_with({"settings": {**recorded, "nonsense": 1}}, cell_settings(cell), "unlearn")
-    assert not ran_with({"settings": {**recorded, "lr": 0.5}}, cell_settings(cell), "unlearn")
+    assert not ran_with(_ran({**recorded, "nonsense": 1}), cell_settings(cell), "unlearn")
+    assert not ran_with(_ran({**recorded, "lr": 0.5}), cell_settings(cell), "unlearn")
 
 
 def test_the_rescue_leaves_rows_that_ended_well_current_and_reruns_failed_ones() -> None:
@@ -378,10 +387,10 @@ def test_the_rescue_leaves_rows_that_ended_well_current_and_reruns_failed_ones()
     cell = Cell("ngr", "neg_grad_retain", None, {}, 32, 0, "fashion-mnist", "shipped")
     recorded = cell_config(cell).to_dict()
     del recorded["rescue_clip_grad_norm"]
-    assert ran_with({"settings": recorded, "status": "ok"}, cell_settings(cell), "unlearn")
-    assert not ran_with({"settings": recorded, "status": "failed"}, cell_settings(cell), "unlearn")
+    assert ran_with(_ran(recorded, "ok"), cell_settings(cell), "unlearn")
+    assert not ran_with(_ran(recorded, "failed"), cell_settings(cell), "unlearn")
     full = cell_config(cell).to_dict()
-    assert ran_with({"settings": full, "status": "failed"}, cell_settings(cell), "unlearn")
+    assert ran_with(_ran(full, "failed"), cell_settings(cell), "unlearn")
 
 
 def test_speed_probe_at_bf16_reports_the_speedup(tiny_model, digits) -> None:
@@ -408,15 +417,15 @@ def test_surrogate_rows_measure_d_test_outside_the_anchors(tmp_path: Path) -> No
     assert anchored.surrogate == "digits:test:0:200" and plain.surrogate is None
     assert plain.id != anchored.id
     rows = run_grid(grid, progress=False)
-    assert [r["status"] for r in rows] == ["ok", "ok"], [r.get("error") for r in rows]
+    assert [r.status for r in rows] == ["ok", "ok"], [r.error for r in rows]
     model = amnesiac.load_pretrained("digits").model
     d = amnesiac.load_dataset("digits")
     half = amnesiac.evaluate(model, test=(d.test_x[200:], d.test_y[200:]))["test_acc"]
     for r in rows:
-        assert r["test_rows"] == [200, 450]
-        assert r["before_test_acc"] == pytest.approx(half)
-    with_anchor = {r["label"]: r for r in rows}["l2ul + surrogate"]
-    assert with_anchor["surrogate"] == "digits:test:0:200"
+        assert r.test_rows == [200, 450]
+        assert r.value("before_test_acc") == pytest.approx(half)
+    with_anchor = {r.label: r for r in rows}["l2ul + surrogate"]
+    assert with_anchor.surrogate == "digits:test:0:200"
     for bad, message in (
         ("test_rows: [0, 450]\n", "overlaps test_rows"),
         ("", "set test_rows to the other rows"),
@@ -441,7 +450,7 @@ def test_report_repeats_the_tables_of_included_grids(tmp_path: Path) -> None:
         "methods: [relabel]\n"
     )
     rows = run_grid(load_grid(other), progress=False)
-    assert [r["status"] for r in rows] == ["ok"], rows
+    assert [r.status for r in rows] == ["ok"], rows
     main_file = tmp_path / "main.yaml"
     main_file.write_text(
         "name: main\ndataset: digits\nks: [4]\nseeds: [0]\nspeed: false\n"
@@ -462,14 +471,15 @@ def test_report_repeats_the_tables_of_included_grids(tmp_path: Path) -> None:
 def test_rows_cut_below_their_methods_budget_are_labelled_capped() -> None:
     from amnesiac.bench.report import capped_at
 
-    def row(label: str, preset: str | None, steps: int, stopped: str, seed: int) -> dict:
-        return {
-            "kind": "unlearn", "status": "ok", "label": label, "method": "l2ul",
+    def row(label: str, preset: str | None, steps: int, stopped: str, seed: int) -> BenchRow:
+        return BenchRow.from_json({
+            "id": f"{label}-{seed}", "kind": "unlearn", "status": "ok", "label": label,
+            "method": "l2ul",
             "preset": preset, "k": 8, "seed": seed, "settings": {"max_steps": steps},
             "stopped_by": stopped, "forgotten": stopped == "forgotten", "steps": steps,
             "after_forget_acc": 50.0, "after_retain_acc": 90.0, "after_test_acc": 90.0,
             "before_retain_acc": 91.0, "before_test_acc": 91.0, "seconds": {"wall": 1.0},
-        }  # fmt: skip
+        })  # fmt: skip
 
     capped = row("paper", "paper", 100, "max_steps", 0)
     assert capped_at(capped) == 100  # the paper preset's own budget is 2000
@@ -498,8 +508,8 @@ def test_a_setting_that_acts_only_with_anchors_leaves_forget_only_rows_current()
     cell = Cell("l2ul", "l2ul", None, {}, 32, 0, "fashion-mnist", "shipped")
     recorded = cell_config(cell).to_dict()
     del recorded["anchored_reg_weight"]
-    assert ran_with({"settings": recorded}, cell_settings(cell, anchored=False), "unlearn")
-    assert not ran_with({"settings": recorded}, cell_settings(cell, anchored=True), "unlearn")
+    assert ran_with(_ran(recorded), cell_settings(cell, anchored=False), "unlearn")
+    assert not ran_with(_ran(recorded), cell_settings(cell, anchored=True), "unlearn")
 
 
 def test_a_row_whose_method_gets_other_data_today_is_stale(tmp_path) -> None:
@@ -509,8 +519,19 @@ def test_a_row_whose_method_gets_other_data_today_is_stale(tmp_path) -> None:
 
     amun = Cell("amun", "amun", None, {}, 8, 0, "digits", "shipped")
     assert cell_inputs(amun, anchored=False) == ["retain"]
-    assert row_inputs({"method": "amun", "settings": {}}) == []  # an old row: forget-only
-    assert row_inputs({"method": "amun", "inputs": ["retain"]}) == ["retain"]
-    scar = {"method": "scar", "surrogate": "fashion-mnist:test:0:5000"}
-    assert row_inputs(scar) == ["surrogate"]
-    assert row_inputs({"method": "neg_grad_retain"}) == ["retain"]
+
+    def row(method: str, **fields: object) -> BenchRow:
+        head = {"id": "x", "kind": "unlearn", "method": method, "label": method, "k": 8}
+        return BenchRow.from_json({**head, "seed": 0, "status": "ok", **fields})
+
+    assert row_inputs(row("amun")) == []  # an old row: forget-only
+    assert row_inputs(row("amun", inputs=["retain"])) == ["retain"]
+    assert row_inputs(row("scar", surrogate="fashion-mnist:test:0:5000")) == ["surrogate"]
+    assert row_inputs(row("scar")) == ["surrogate"]  # scar cannot run without them
+    assert row_inputs(row("neg_grad_retain")) == ["retain"]
+    assert row_inputs(row("l2ul", anchors="2,000 reserved images")) == ["surrogate"]
+    # what the choice table says a row read is the same rule
+    assert reads_of(row("amun", inputs=["retain"])) == "forget + D_r"
+    assert reads_of(row("amun")) == "forget only"
+    assert reads_of(row("l2ul", surrogate="none")) == "forget only"
+    assert reads_of(row("nonsense")) == "unknown"

@@ -96,7 +96,7 @@ def test_each_rank_gets_an_equal_part_of_a_batch(m: int, world: int) -> None:
 
 def test_append_row_from_many_writers_and_after_a_torn_line(tmp_path: Path) -> None:
     path = tmp_path / "rows.jsonl"
-    cell = {"kind": "unlearn", "method": "l2ul", "k": 8, "seed": 0, "status": "ok"}
+    cell = {"kind": "unlearn", "method": "l2ul", "label": "l2ul", "k": 8, "seed": 0, "status": "ok"}
     first = json.dumps({"id": "a", **cell})
     path.write_text(f'{first}\n{{"id": "torn", "x": [1, 2')  # a writer killed mid-line
     payload = "x" * 20_000  # far above one atomic write
@@ -110,7 +110,7 @@ def test_append_row_from_many_writers_and_after_a_torn_line(tmp_path: Path) -> N
         t.start()
     for t in threads:
         t.join()
-    ids = [r["id"] for r in read_rows(path)]
+    ids = [r.id for r in read_rows(path)]
     assert ids[0] == "a" and "torn" not in ids
     assert sorted(ids[1:]) == sorted(f"{w}-{i}" for w in range(4) for i in range(25))
 
@@ -221,18 +221,18 @@ def test_two_rank_grid_runs_every_cell_once_and_resumes_after_a_killed_rank(
         procs[0].terminate()  # and the launcher stops the others, as torchrun does
         for p in procs:
             p.wait(timeout=30)
-    before = [r["id"] for r in read_rows(results)]
+    before = [r.id for r in read_rows(results)]
     assert 0 < len(before) < len(cells), "the kill came too late to test resuming"
     assert len(set(before)) == len(before)
     torchrun("-m", "amnesiac", "bench", str(grid_file), "--no-progress", cwd=tmp_path)
     rows = read_rows(results)
-    ids = [r["id"] for r in rows]
+    ids = [r.id for r in rows]
     assert sorted(ids) == sorted(cells)  # every cell exactly once
     assert ids[: len(before)] == before  # the first run's rows kept, none rerun
-    assert all(r["status"] == "ok" for r in rows), [r.get("error") for r in rows]
+    assert all(r.ok for r in rows), [r.error for r in rows]
     rerun = rows[len(before) :]
-    assert {r["ranks"] for r in rerun} == {2} and {r["rank"] for r in rerun} == {0, 1}
-    assert len({r["grid_started"] for r in rerun}) == 1  # one run, whatever rank wrote the row
+    assert {r.ranks for r in rerun} == {2} and {r.value("rank") for r in rerun} == {0, 1}
+    assert len({r.grid_started for r in rerun}) == 1  # one run, whatever rank wrote the row
     # the report says how many ranks ran
     assert main(["bench", str(grid_file), "--report"]) == 0
     assert "on 2 rank(s) of torchrun" in (tmp_path / "RANKS.md").read_text()

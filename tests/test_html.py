@@ -31,6 +31,7 @@ from amnesiac.html_report import (
 )
 from amnesiac.metrics.accuracy import predict_logits
 from amnesiac.ops.losses import runner_up
+from amnesiac.records import BenchRow
 from page_check import check_page, is_blank, problems, why_no_browser
 
 # ------------------------------------------------------------------ reading a page back
@@ -358,10 +359,10 @@ def results_html(tmp_path: Path) -> Path:
     grid_file.write_text("dataset: digits\nks: [8, 32]\nseeds: [0, 1]\nspeed: false\n"
                          "methods: [neg_grad, relabel]\n")  # fmt: skip
     rows = [
-        {"id": f"{m}-{k}-{s}", "kind": "unlearn", "status": "ok", "label": m, "k": k,
-         "method": m, "seed": s, "forgotten": True, "after_forget_acc": 0.0,
+        BenchRow.from_json({"id": f"{m}-{k}-{s}", "kind": "unlearn", "status": "ok", "label": m,
+         "k": k, "method": m, "seed": s, "forgotten": True, "after_forget_acc": 0.0,
          "before_retain_acc": 90.0, "after_retain_acc": 88.0 - s, "before_test_acc": 90.0,
-         "after_test_acc": 87.5 - k / 16 - s, "steps": 10, "seconds": {"wall": 2.0 + k}}
+         "after_test_acc": 87.5 - k / 16 - s, "steps": 10, "seconds": {"wall": 2.0 + k}})
         for m in ("neg_grad", "relabel") for k in (8, 32) for s in (0, 1)
     ]  # fmt: skip
     md = write_report(load_grid(grid_file), rows, command="amnesiac bench g.yaml")

@@ -224,7 +224,7 @@ class BenchRow(Record):
     k: int
     seed: int
     status: str
-    label: str | None = None
+    label: str
     preset: str | None = None
     section: str | None = None
     dataset: str | None = None
@@ -245,7 +245,37 @@ class BenchRow(Record):
     images: dict[str, int] | None = None
     inputs: list[str] | None = None
     error: str | None = None
+    audited: bool = False
+    rounds: list[dict[str, Any]] | None = None
+    from_original: bool = False
+    workers: int = 1
+    ranks: int = 1
+    threads: int | None = None
+    grid_started: str | None = None
+    finished: str | None = None
 
-    def value(self, name: str) -> Any:
-        """A measurement of the row (``after_test_acc``, ``cka``, ...), ``None`` if absent."""
-        return self.extra.get(name)
+    def value(self, name: str, default: Any = None) -> Any:
+        """A measurement of the row (``after_test_acc``, ``cka``, ...), ``default`` if absent."""
+        return self.extra.get(name, default)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the cell ran to the end (``status`` ``ok``)."""
+        return self.status == "ok"
+
+    @property
+    def main(self) -> bool:
+        """Whether the row is of the grid's main section (not an ablation)."""
+        return (self.section or "main") == "main"
+
+    @property
+    def wall(self) -> float:
+        """The row's wall time in seconds."""
+        s = self.seconds
+        if isinstance(s, dict):
+            return float(s.get("wall", s.get("total", 0.0)))
+        return float(s or 0.0)
+
+    def drop(self, split: str = "test") -> float:
+        """The accuracy on ``split`` (``test``, ``retain``) the run lost, in points."""
+        return float(self.extra[f"before_{split}_acc"]) - float(self.extra[f"after_{split}_acc"])

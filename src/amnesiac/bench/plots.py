@@ -10,6 +10,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from amnesiac.continual import plot_continual
+from amnesiac.records import BenchRow
 
 
 def _save(fig: Any, out_dir: Path, name: str) -> str:
@@ -81,10 +82,10 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text).strip("_")
 
 
-def write_continual_plot(row: dict[str, Any], out_dir: Path, prefix: str) -> str:
+def write_continual_plot(row: BenchRow, out_dir: Path, prefix: str) -> str:
     """Write the plot of a continual row's rounds; return its file name (the label, the number
     of rounds and the seed, so two rows of one method differing in rounds keep their plots)."""
-    rounds = len(row["rounds"])
-    name = f"{prefix}_continual_{_slug(row['label'])}_{rounds}x{row['k']}_seed{row['seed']}.png"
-    plot_continual(row["rounds"], out_dir / name, f"{row['label']}, {rounds} rounds of {row['k']}")
+    rounds = row.rounds or []
+    name = f"{prefix}_continual_{_slug(row.label)}_{len(rounds)}x{row.k}_seed{row.seed}.png"
+    plot_continual(rounds, out_dir / name, f"{row.label}, {len(rounds)} rounds of {row.k}")
     return name

@@ -30,14 +30,14 @@ from amnesiac.bench.tables import (
     mia_table,
     results_table,
     summarize,
-    wall,
 )
+from amnesiac.records import BenchRow
 
 # capped_at and summarize moved to amnesiac.bench.tables; they stay importable from here
 __all__ = ["capped_at", "summarize", "write_report"]
 
 
-def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Path:
+def write_report(grid: Grid, rows: list[BenchRow], *, command: str) -> Path:
     """Write RESULTS.md (and the plots and RESULTS.html beside it) from ``rows``; return the
     Markdown file's path."""
     out_dir = grid.path.parent
@@ -61,12 +61,12 @@ def write_report(grid: Grid, rows: list[dict[str, Any]], *, command: str) -> Pat
     return path
 
 
-def _header(grid: Grid, rows: list[dict[str, Any]], command: str) -> list[str]:
+def _header(grid: Grid, rows: list[BenchRow], command: str) -> list[str]:
     """The title, the command, the machine and how much of the grid the rows cover."""
-    ok = [r for r in rows if r.get("status") == "ok"]
-    failed = [r for r in rows if r.get("status") == "failed"]
-    total = sum(wall(r) for r in ok if r.get("kind") == "unlearn")
-    env = ok[0] if ok else {}
+    ok = [r for r in rows if r.ok]
+    failed = [r for r in rows if r.status == "failed"]
+    total = sum(r.wall for r in ok if r.kind == "unlearn")
+    env = ok[0].extra if ok else {}
     return [
         f"# Benchmark results: {grid.name}",
         "",
@@ -102,33 +102,33 @@ def _header(grid: Grid, rows: list[dict[str, Any]], command: str) -> list[str]:
     ]
 
 
-def _workers_line(rows: list[dict[str, Any]]) -> str:
+def _workers_line(rows: list[BenchRow]) -> str:
     """How the cells shared the machine (cells at once, torch threads each) and, from rows
     that record it, how many torchrun ranks ran them."""
-    cells = [r for r in rows if r.get("kind") != "speed"]
-    workers = sorted({int(r.get("workers", 1)) for r in cells}) or [1]
-    threads = sorted({int(r["threads"]) for r in cells if "threads" in r})
-    speed = [r for r in rows if r.get("kind") == "speed"]
+    cells = [r for r in rows if r.kind != "speed"]
+    workers = sorted({r.workers for r in cells}) or [1]
+    threads = sorted({r.threads for r in cells if r.threads is not None})
+    speed = [r for r in rows if r.kind == "speed"]
     text = (
         f"cells ran {'/'.join(map(str, workers))} at a time with "
         f"{'/'.join(map(str, threads)) or '?'} torch thread(s) each"
     )
-    ranks = sorted({int(r.get("ranks", 1)) for r in cells}) or [1]
+    ranks = sorted({r.ranks for r in cells}) or [1]
     if ranks != [1]:
         text += (
             f", on {'/'.join(map(str, ranks))} rank(s) of torchrun, each running its share "
             "of the cells"
         )
     if speed:
-        text += f"; the speed cell ran first, with {speed[-1].get('threads', '?')} torch thread(s)"
+        text += f"; the speed cell ran first, with {speed[-1].threads or '?'} torch thread(s)"
     return text
 
 
-def _completion(grid: Grid, rows: list[dict[str, Any]]) -> list[str]:
+def _completion(grid: Grid, rows: list[BenchRow]) -> list[str]:
     """A line saying how much of the grid the rows cover, and its elapsed time."""
-    ran = {r["id"] for r in rows if r.get("status") in ("ok", "failed")}
+    ran = {r.id for r in rows if r.status in ("ok", "failed")}
     missing = [c for c in grid.cells if c.id not in ran]  # a failed cell is listed on its own
-    stamps = sorted(r["time"] for r in rows if "time" in r)
+    stamps = sorted(r.time for r in rows if r.time)
     out = []
     if missing:
         out.append(
@@ -142,14 +142,14 @@ def _completion(grid: Grid, rows: list[dict[str, Any]]) -> list[str]:
     runs: dict[str, list[float]] = defaultdict(list)
     exact: dict[str, bool] = defaultdict(lambda: True)
     for r in rows:
-        if "grid_started" not in r or "time" not in r:
+        if r.grid_started is None or r.time is None:
             continue
-        if "finished" in r:
-            end = _parse_utc(r["finished"])
+        if r.finished is not None:
+            end = _parse_utc(r.finished)
         else:  # rows from before "finished" was recorded: their start plus the unlearning
-            end = _parse_utc(r["time"]) + float((r.get("seconds") or {}).get("wall", 0.0))
-            exact[r["grid_started"]] = False
-        runs[r["grid_started"]].append(end)
+            end = _parse_utc(r.time) + r.wall
+            exact[r.grid_started] = False
+        runs[r.grid_started].append(end)
     for start, ends in sorted(runs.items()):
         minutes = (max(ends) - _parse_utc(start)) / 60
         what = "the whole grid" if len(ends) == len(rows) and not missing else "its cells"
@@ -170,9 +170,9 @@ def _parse_utc(stamp: str) -> float:
     )
 
 
-def _speed(rows: list[dict[str, Any]], compare: Compare | None) -> list[str]:
+def _speed(rows: list[BenchRow], compare: Compare | None) -> list[str]:
     """The grid's speed comparison (its ``compare`` key) and the speed cell's probes."""
-    speed = [r for r in rows if r.get("status") == "ok" and r.get("kind") == "speed"]
+    speed = [r for r in rows if r.ok and r.kind == "speed"]
     comparison = _comparison(rows, compare) if compare is not None else None
     if not speed and comparison is None:
         return []
@@ -180,11 +180,11 @@ def _speed(rows: list[dict[str, Any]], compare: Compare | None) -> list[str]:
     if comparison is not None:
         lines += [comparison, ""]
     if speed:
-        lines += [*_speed_probes(speed[-1]), ""]
+        lines += [*_speed_probes(speed[-1].extra), ""]
     return lines
 
 
-def _comparison(rows: list[dict[str, Any]], c: Compare) -> str | None:
+def _comparison(rows: list[BenchRow], c: Compare) -> str | None:
     """The wall times of ``c``'s rows and their ratios to its method's (``None`` while the
     method's or the baseline's row is missing)."""
     base = find_row(rows, c.baseline, c.k, c.seed)
@@ -196,10 +196,10 @@ def _comparison(rows: list[dict[str, Any]], c: Compare) -> str | None:
     ]
     m, b = f"`{c.method}`", f"`{c.baseline}`"
     return (
-        f"k={c.k}, seed {c.seed}: {m} {wall(ours):.1f} s"
-        + "".join(f", {m} {name} {wall(r):.1f} s" for name, r in variants)
-        + f", {b} {wall(base):.1f} s. {b} / {m} = **{wall(base) / wall(ours):.1f}x**"
-        + "".join(f"; {name} / {m} = **{wall(r) / wall(ours):.2f}x**" for name, r in variants)
+        f"k={c.k}, seed {c.seed}: {m} {ours.wall:.1f} s"
+        + "".join(f", {m} {name} {r.wall:.1f} s" for name, r in variants)
+        + f", {b} {base.wall:.1f} s. {b} / {m} = **{base.wall / ours.wall:.1f}x**"
+        + "".join(f"; {name} / {m} = **{r.wall / ours.wall:.2f}x**" for name, r in variants)
         + "."
     )
 
@@ -227,7 +227,7 @@ def _speed_probes(s: dict[str, Any]) -> list[str]:
 
 
 def _choice(
-    summary: list[dict[str, Any]], rows: list[dict[str, Any]], *, included: bool = False
+    summary: list[dict[str, Any]], rows: list[BenchRow], *, included: bool = False
 ) -> list[str]:
     """The "which method" table, when the grid has more than one method (for an included
     grid, under a lower heading and without the explanation the report gave above)."""
@@ -286,12 +286,12 @@ def _summary(summary: list[dict[str, Any]], images: list[str]) -> list[str]:
     return lines
 
 
-def _audit(rows: list[dict[str, Any]]) -> list[str]:
+def _audit(rows: list[BenchRow]) -> list[str]:
     """The audited runs: LiRA, relearn time and CKA."""
     table = audit_table(rows)
     if not table:
         return []
-    shadows = {int(r["lira_shadow_models"]) for r in rows if "lira_shadow_models" in r}
+    shadows = {int(n) for r in rows if (n := r.value("lira_shadow_models")) is not None}
     return [
         "## Audit",
         "",
@@ -314,16 +314,16 @@ def _audit(rows: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _ablation(rows: list[dict[str, Any]]) -> list[str]:
+def _ablation(rows: list[BenchRow]) -> list[str]:
     ablation = summarize(rows, "ablation")
     if not ablation:
         return []
     return ["## Ablation (each change on its own)", "", *results_table(ablation), ""]
 
 
-def _continual(rows: list[dict[str, Any]], out_dir: Path, prefix: str) -> list[str]:
+def _continual(rows: list[BenchRow], out_dir: Path, prefix: str) -> list[str]:
     """Each continual row's rounds, as a table and a plot."""
-    continual = [r for r in rows if r.get("status") == "ok" and r.get("kind") == "continual"]
+    continual = [r for r in rows if r.ok and r.kind == "continual"]
     if not continual:
         return []
     lines = [
@@ -338,12 +338,12 @@ def _continual(rows: list[dict[str, Any]], out_dir: Path, prefix: str) -> list[s
     for r in continual:
         name = write_continual_plot(r, out_dir, prefix)
         lines += [
-            f"**{r['label']}**"
-            + (", from the original" if r.get("from_original") else ", chained")
-            + f", {r['k']} instances per round, seed {r['seed']} "
-            f"(D_test before: {r['before_test_acc']:.2f}%; {r['seconds']['wall']:.0f} s):",
+            f"**{r.label}**"
+            + (", from the original" if r.from_original else ", chained")
+            + f", {r.k} instances per round, seed {r.seed} "
+            f"(D_test before: {r.value('before_test_acc'):.2f}%; {r.wall:.0f} s):",
             "",
-            *continual_table(r["rounds"]),
+            *continual_table(r.rounds or []),
             "",
             f"![{name}]({name})",
             "",
@@ -358,8 +358,8 @@ def _included(grid: Grid) -> list[str]:
     for rel in grid.include:
         other = load_grid(grid.path.parent / rel)
         rows = current_rows(other, other.path.parent / other.results)
-        ok = [r for r in rows if r.get("status") == "ok"]
-        stamps = sorted(r["time"] for r in ok if "time" in r)
+        ok = [r for r in rows if r.ok]
+        stamps = sorted(r.time for r in ok if r.time)
         lines += [
             f"## Included: {other.name}",
             "",
@@ -384,13 +384,13 @@ def _included(grid: Grid) -> list[str]:
     return lines
 
 
-def _failed(rows: list[dict[str, Any]]) -> list[str]:
-    failed = [r for r in rows if r.get("status") == "failed"]
+def _failed(rows: list[BenchRow]) -> list[str]:
+    failed = [r for r in rows if r.status == "failed"]
     if not failed:
         return []
     return [
         "## Failed cells",
         "",
-        *[f"- {r['label']} k={r['k']} seed={r['seed']}: {r['error']}" for r in failed],
+        *[f"- {r.label} k={r.k} seed={r.seed}: {r.error}" for r in failed],
         "",
     ]

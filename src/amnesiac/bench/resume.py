@@ -20,10 +20,10 @@ from amnesiac.errors import ResultsFileError
 from amnesiac.records import BenchRow, RecordError
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a results file. A torn line (a write cut short by a killed process: an object
-    that never closes) is skipped, wherever a later append left it; any other line that is not
-    a JSON object is an error that names it.
+def read_rows(path: Path) -> list[BenchRow]:
+    """The typed rows of a results file. A torn line (a write cut short by a killed process:
+    an object that never closes) is skipped, wherever a later append left it; any other line
+    that is not a JSON object, or not a valid row, is an error that names it.
 
     Raises:
         ResultsFileError: A line that is not a row and not torn.
@@ -44,24 +44,24 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
                 "remove that line (its cell runs again)"
             ) from None
         try:
-            BenchRow.from_json(row)
+            rows.append(BenchRow.from_json(row))
         except RecordError as e:
             raise ResultsFileError(
                 f"{path} line {n}: {e}; remove that line (its cell runs again)"
             ) from None
-        rows.append(row)
     return rows
 
 
-def append_row(path: Path, row: dict[str, Any]) -> None:
-    """Append one JSON line and fsync it, so an interruption loses at most the current cell.
+def append_row(path: Path, row: BenchRow | dict[str, Any]) -> None:
+    """Append one row (validated: :class:`~amnesiac.records.BenchRow`) as a JSON line and
+    fsync it, so an interruption loses at most the current cell.
 
     Safe from several processes at once (the ranks of ``torchrun ... bench``): the append
     holds an exclusive ``flock`` on the file (across machines, the file system must honour
     it, as NFSv4 does). A torn last line left by a killed writer is ended first, so it spoils
     no later row (:func:`read_rows` skips it).
     """
-    line = (json.dumps(BenchRow.from_json(row).to_json(), sort_keys=True) + "\n").encode()
+    line = (json.dumps(BenchRow.of(row).to_json(), sort_keys=True) + "\n").encode()
     with path.open("a+b") as f, locked(f.fileno()):
         if f.seek(0, os.SEEK_END) > 0:
             f.seek(-1, os.SEEK_END)
@@ -132,18 +132,20 @@ def cell_inputs(cell: Cell, anchored: bool) -> list[str]:
     return sorted(info.inputs(retain=True, surrogate=True if anchored else None))
 
 
-def row_inputs(row: dict[str, Any]) -> list[str]:
+def row_inputs(row: BenchRow) -> list[str]:
     """The optional inputs a row's run got: as it recorded them, or, for a row from before
-    they were recorded, D_r only for the methods that needed it and anchors where it had some."""
-    if "inputs" in row:
-        return sorted(row["inputs"])
+    they were recorded, D_r only for the methods that needed it and anchors where it had some
+    (a method that needs anchors always had them)."""
+    if row.inputs is not None:
+        return sorted(row.inputs)
     try:
-        info = amnesiac.get_method(str(row.get("method")))
+        info = amnesiac.get_method(row.method)
     except amnesiac.AmnesiacError:
         return []
     had = ["retain"] if info.needs_retain else []
-    given = row.get("surrogate") not in (None, "none") or row.get("anchors")
-    return sorted([*had, *(["surrogate"] if given and info.uses("surrogate") else [])])
+    given = row.surrogate not in (None, "none") or bool(row.anchors)
+    anchored = info.uses("surrogate") and (given or "surrogate" in info.reads)
+    return sorted([*had, *(["surrogate"] if anchored else [])])
 
 
 def cell_settings(cell: Cell, anchored: bool = True) -> dict[str, Any] | None:
@@ -171,7 +173,7 @@ def cell_settings(cell: Cell, anchored: bool = True) -> dict[str, Any] | None:
     }
 
 
-def ran_with(row: dict[str, Any], settings: dict[str, Any] | None, kind: str) -> bool:
+def ran_with(row: BenchRow, settings: dict[str, Any] | None, kind: str) -> bool:
     """Whether ``row`` ran with ``settings`` (from :func:`cell_settings`).
 
     Every setting the row recorded must equal today's; a setting the row does not know (added to
@@ -182,8 +184,8 @@ def ran_with(row: dict[str, Any], settings: dict[str, Any] | None, kind: str) ->
     """
     if kind == "speed":
         return True
-    recorded = row.get("settings")
-    if settings is None or not isinstance(recorded, dict):
+    recorded = row.settings
+    if settings is None:
         return False
     removed = set(settings["removed"])
     values = {k: v for k, v in settings["values"].items() if k not in removed}
@@ -191,20 +193,20 @@ def ran_with(row: dict[str, Any], settings: dict[str, Any] | None, kind: str) ->
     recorded = {k: v for k, v in recorded.items() if k not in removed}
     if not set(recorded) <= set(values):
         return False
-    if row.get("status") == "failed" and set(values) - set(recorded):
+    if row.status == "failed" and set(values) - set(recorded):
         return False
     return all(
         recorded[k] == v if k in recorded else v == defaults.get(k) for k, v in values.items()
     )
 
 
-def current_rows(grid: Grid, results: Path) -> list[dict[str, Any]]:
+def current_rows(grid: Grid, results: Path) -> list[BenchRow]:
     """The latest row of each cell of ``grid`` in ``results`` that ran with the settings the
     cell resolves to today (rows of older defaults are left out)."""
-    return list({r["id"]: r for r in matching_rows(grid, results)}.values())
+    return list({r.id: r for r in matching_rows(grid, results)}.values())
 
 
-def matching_rows(grid: Grid, results: Path) -> Iterator[dict[str, Any]]:
+def matching_rows(grid: Grid, results: Path) -> Iterator[BenchRow]:
     """The rows of ``results``, in file order, of cells of ``grid`` that ran with the settings
     the cell resolves to today."""
     current = {}
@@ -212,12 +214,10 @@ def matching_rows(grid: Grid, results: Path) -> Iterator[dict[str, Any]]:
         anchored = cell_anchored(grid, c)
         current[c.id] = (c.kind, c.audit, cell_settings(c, anchored), cell_inputs(c, anchored))
     for r in read_rows(results):
-        if r.get("id") in current:
-            kind, audit, settings, inputs = current[r["id"]]
-            if kind == "unlearn" and r.get("status") == "ok" and row_inputs(r) != inputs:
+        if r.id in current:
+            kind, audit, settings, inputs = current[r.id]
+            if kind == "unlearn" and r.ok and row_inputs(r) != inputs:
                 continue  # the method gets other data today (amun: D_r where it is at hand)
             # an audited cell also needs the audit (a failed row has none and stays a row)
-            if ran_with(r, settings, kind) and (
-                not audit or r.get("audited") or r.get("status") != "ok"
-            ):
+            if ran_with(r, settings, kind) and (not audit or r.audited or not r.ok):
                 yield r

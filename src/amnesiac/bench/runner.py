@@ -25,6 +25,7 @@ from amnesiac.bench.resume import (
     ADDED_SETTINGS,
     REMOVED_SETTINGS,
     append_row,
+    cell_anchored,
     cell_config,
     cell_settings,
     current_rows,
@@ -35,6 +36,7 @@ from amnesiac.bench.resume import (
 from amnesiac.bench.speed import ImageCounter, cpu_name, environment, measure_speed
 from amnesiac.continual import run_continual
 from amnesiac.errors import InvalidSettingsError
+from amnesiac.records import BenchRow
 
 # the resume rule and the rows file live in amnesiac.bench.resume; their names stay importable
 # from here
@@ -93,16 +95,18 @@ class _Context:
         return self._surrogates[spec]
 
     def cell_anchors(self, cell: Cell) -> tuple[torch.Tensor | None, str | None]:
-        """The anchor images of ``cell`` and what they are: its ``surrogate`` spec (``none``:
-        forget-only), else the model's own anchors for a method that takes them."""
-        if cell.surrogate == "none":
+        """The anchor images of ``cell`` and what they are, where :func:`cell_anchored` says it
+        has some: its ``surrogate`` spec's images, else its model's own anchors."""
+        if not cell_anchored(self.grid, cell):
             return None, None
         if cell.surrogate:
             images = self.surrogate(cell.surrogate)
             return images, f"{len(images):,} images from {cell.surrogate}"
-        info = amnesiac.get_method(cell.method)
-        if self.anchors is None or not info.uses("surrogate"):
-            return None, None
+        if self.anchors is None:
+            raise InvalidSettingsError(
+                f"the grid's model {self.grid.model} carries no anchors; give the cell a "
+                "surrogate, or make the model forget-ready (amnesiac attach-anchors)"
+            )
         return self.anchors.images, self.anchors.description
 
     def shadows(self, progress: bool = False) -> amnesiac.Shadows:
@@ -297,9 +301,9 @@ def run_grid(
     *,
     results: Path | None = None,
     progress: bool = True,
-    on_row: Callable[[dict[str, Any]], None] | None = None,
+    on_row: Callable[[BenchRow], None] | None = None,
     workers: int | None = None,
-) -> list[dict[str, Any]]:
+) -> list[BenchRow]:
     """Run every cell of ``grid`` not already in ``results``; return all rows of the grid.
 
     ``workers`` (default: the grid's) cells run at once, each in a process of its own with
@@ -326,7 +330,7 @@ def run_grid(
     if workers < 1:
         raise InvalidSettingsError(f"workers must be >= 1, got {workers}")
     # a row counts as done only if it ran with the settings the cell resolves to today
-    done = {r["id"] for r in matching_rows(grid, results) if r.get("status") == "ok"}
+    done = {r.id for r in matching_rows(grid, results) if r.ok}
     todo = [c for c in grid.cells if c.id not in done]
     distributed.barrier()  # every rank has read the same pending cells before any row is added
     if grid.shadows and any(c.audit for c in todo):
@@ -346,8 +350,8 @@ def run_grid(
         bar = tqdm(total=len(mine), disable=not progress, desc=f"bench {grid.name}", unit="cell")
         try:
             for row in _rows(grid, mine, workers):
-                _record(row, results, on_row, workers, started, ranks, rank)
-                bar.set_postfix_str(f"{row['label']} k={row['k']} seed={row['seed']}")
+                record = _record(row, results, on_row, workers, started, ranks, rank)
+                bar.set_postfix_str(f"{record.label} k={record.k} seed={record.seed}")
                 bar.update()
         finally:
             bar.close()
@@ -358,21 +362,21 @@ def run_grid(
 def _record(
     row: dict[str, Any],
     results: Path,
-    on_row: Callable[[dict[str, Any]], None] | None,
+    on_row: Callable[[BenchRow], None] | None,
     workers: int,
     started: str,
     ranks: int,
     rank: int,
-) -> None:
+) -> BenchRow:
     """Stamp a finished cell's row with how and when it ran, and append it."""
-    row["workers"] = workers
-    row["grid_started"] = started
-    row["finished"] = utc_now()
-    row["ranks"] = ranks
-    row["rank"] = rank
-    append_row(results, row)
+    record = BenchRow.from_json(
+        {**row, "workers": workers, "grid_started": started, "finished": utc_now(),
+         "ranks": ranks, "rank": rank}
+    )  # fmt: skip
+    append_row(results, record)
     if on_row is not None:
-        on_row(row)
+        on_row(record)
+    return record
 
 
 def _longest_first(cells: list[Cell]) -> list[Cell]:

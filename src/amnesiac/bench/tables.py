@@ -8,6 +8,8 @@ from collections import defaultdict
 from typing import Any
 
 import amnesiac
+from amnesiac.bench.resume import row_inputs
+from amnesiac.records import BenchRow
 
 #: The population membership attacks' keys of a row (``before_``/``after_`` each).
 MIA_KEYS = ("mia_loss_member_rate", "mia_loss_auc", "mia_entropy_auc")
@@ -24,52 +26,38 @@ def mean_std(values: list[float], digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(vals):.{digits}f}"
 
 
-def wall(row: dict[str, Any]) -> float:
-    """The row's wall time in seconds."""
-    return float(row["seconds"].get("wall", row["seconds"].get("total", 0.0)))
-
-
-def find_row(rows: list[dict[str, Any]], label: str, k: int, seed: int) -> dict[str, Any] | None:
+def find_row(rows: list[BenchRow], label: str, k: int, seed: int) -> BenchRow | None:
     """The successful main-section unlearning row of ``label`` at ``k`` and ``seed``."""
     for r in rows:
-        if (
-            r.get("kind") == "unlearn"
-            and r.get("status") == "ok"
-            and r["label"] == label
-            and r["k"] == k
-            and r["seed"] == seed
-            and r.get("section", "main") == "main"
-        ):
+        if r.kind == "unlearn" and r.ok and r.main and (r.label, r.k, r.seed) == (label, k, seed):
             return r
     return None
 
 
-def capped_at(row: dict[str, Any]) -> int | None:
+def capped_at(row: BenchRow) -> int | None:
     """The step cap of a row that ran out of steps under a budget below its method's own (its
     default, or its preset's), else ``None``: such a row does not describe the method."""
-    if row.get("stopped_by") != "max_steps":
+    if row.stopped_by != "max_steps":
         return None
     try:
-        own = getattr(amnesiac.make_config(row["method"], row.get("preset")), "max_steps", None)
+        own = getattr(amnesiac.make_config(row.method, row.preset), "max_steps", None)
     except amnesiac.AmnesiacError:
         return None
     if own is None:  # a method without update steps
         return None
-    cap = int(row.get("settings", {}).get("max_steps", own))
+    cap = int(row.settings.get("max_steps", own))
     return cap if cap < own else None
 
 
-def summarize(rows: list[dict[str, Any]], section: str = "main") -> list[dict[str, Any]]:
+def summarize(rows: list[BenchRow], section: str = "main") -> list[dict[str, Any]]:
     """Mean and std over seeds per (label, k) of the successful unlearning rows; a label gets
     "(capped at N steps)" where one of its rows ran out of a budget cut below the method's."""
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[str, int], list[BenchRow]] = defaultdict(list)
     order: list[tuple[str, int]] = []
     for r in rows:
-        if r.get("kind") != "unlearn" or r.get("status") != "ok":
+        if r.kind != "unlearn" or not r.ok or (r.section or "main") != section:
             continue
-        if r.get("section", "main") != section:
-            continue
-        key = (r["label"], r["k"])
+        key = (r.label, r.k)
         if key not in groups:
             order.append(key)
         groups[key].append(r)
@@ -84,16 +72,16 @@ def summarize(rows: list[dict[str, Any]], section: str = "main") -> list[dict[st
                 "row_label": label,  # as the rows have it
                 "k": k,
                 "n": len(g),
-                "forgotten": sum(bool(r["forgotten"]) for r in g),
-                "forget_acc": [r["after_forget_acc"] for r in g],
-                "retain_acc": [r["after_retain_acc"] for r in g],
-                "test_acc": [r["after_test_acc"] for r in g],
-                "retain_drop": [r["before_retain_acc"] - r["after_retain_acc"] for r in g],
-                "test_drop": [r["before_test_acc"] - r["after_test_acc"] for r in g],
-                "steps": [float(r["steps"]) for r in g],
-                "seconds": [wall(r) for r in g],
+                "forgotten": sum(bool(r.forgotten) for r in g),
+                "forget_acc": [r.value("after_forget_acc") for r in g],
+                "retain_acc": [r.value("after_retain_acc") for r in g],
+                "test_acc": [r.value("after_test_acc") for r in g],
+                "retain_drop": [r.drop("retain") for r in g],
+                "test_drop": [r.drop("test") for r in g],
+                "steps": [float(r.steps or 0) for r in g],
+                "seconds": [r.wall for r in g],
                 **{
-                    f"{when}_{key}": [r.get(f"{when}_{key}", math.nan) for r in g]
+                    f"{when}_{key}": [r.value(f"{when}_{key}", math.nan) for r in g]
                     for when in ("before", "after")
                     for key in MIA_KEYS
                 },
@@ -151,12 +139,12 @@ def mia_table(summary: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def audit_table(rows: list[dict[str, Any]]) -> list[str]:
+def audit_table(rows: list[BenchRow]) -> list[str]:
     """One line per audited run: LiRA before and after, relearn time, CKA."""
-    audited = [r for r in rows if r.get("audited") and r.get("status") == "ok"]
+    audited = [r for r in rows if r.audited and r.ok]
     if not audited:
         return []
-    lira = any("after_lira_auc" in r for r in audited)
+    lira = any(r.value("after_lira_auc") is not None for r in audited)
     head = "| method | k | seed | D_f acc | D_test drop |"
     rule = "|---|---|---|---|---|"
     if lira:
@@ -167,16 +155,16 @@ def audit_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [head, rule]
     for r in audited:
         line = (
-            f"| {r['label']} | {r['k']} | {r['seed']} | {r['after_forget_acc']:.1f} | "
-            f"{r['before_test_acc'] - r['after_test_acc']:.2f} |"
+            f"| {r.label} | {r.k} | {r.seed} | {r.value('after_forget_acc'):.1f} | "
+            f"{r.drop('test'):.2f} |"
         )
         if lira:
             line += "".join(
-                f" {r.get('after_lira_' + key, math.nan):.{d}f} "
-                f"({r.get('before_lira_' + key, math.nan):.{d}f}) |"
+                f" {r.value('after_lira_' + key, math.nan):.{d}f} "
+                f"({r.value('before_lira_' + key, math.nan):.{d}f}) |"
                 for key, d in (("auc", 3), ("tpr_at_1pct_fpr", 1), ("tpr_at_0.1pct_fpr", 1))
             )
-        line += f" {r['relearn_steps']} | {r.get('cka', math.nan):.3f} |"
+        line += f" {r.value('relearn_steps')} | {r.value('cka', math.nan):.3f} |"
         lines.append(line)
     return lines
 
@@ -194,35 +182,33 @@ def continual_table(rounds: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def reads_of(row: dict[str, Any]) -> str:
-    """What a row's method read besides the model: ``forget only``, ``forget + unlabeled
-    images`` (a surrogate set, or the anchors of a forget-ready model) or ``forget + D_r``,
-    from the method's registry entry."""
+def reads_of(row: BenchRow) -> str:
+    """What a row's method read besides the model (:func:`row_inputs`): ``forget + D_r``,
+    ``forget + unlabeled images`` (a surrogate set, or the anchors of a forget-ready model) or
+    ``forget only``."""
     try:
-        info = amnesiac.get_method(row["method"])
+        amnesiac.get_method(row.method)
     except amnesiac.AmnesiacError:
         return "unknown"
-    if info.needs_retain:
+    inputs = row_inputs(row)
+    if "retain" in inputs:
         return "forget + D_r"
-    given = row.get("surrogate") not in (None, "none") or row.get("anchors")
-    if given or "surrogate" in info.reads:
-        return "forget + unlabeled images"
-    return "forget only"
+    return "forget + unlabeled images" if "surrogate" in inputs else "forget only"
 
 
 #: The blocks of :func:`choice_table`, in order.
 READS_BLOCKS = ("forget only", "forget + unlabeled images", "forget + D_r")
 
 
-def choice_table(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[str]:
+def choice_table(summary: list[dict[str, Any]], rows: list[BenchRow]) -> list[str]:
     """ "Which method should I use": one line per method, in blocks by what it reads, with its
     D_test drop and D_f accuracy at each k, the LiRA AUC of its audited runs after unlearning
     and its seconds; within a block, the lowest drop first at the k most methods ran at."""
     ks = sorted({s["k"] for s in summary})
     reads: dict[str, str] = {}
     for r in rows:
-        if r.get("kind") == "unlearn" and r.get("status") == "ok":
-            reads.setdefault(r["label"], reads_of(r))
+        if r.kind == "unlearn" and r.ok:
+            reads.setdefault(r.label, reads_of(r))
     by_label: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
     row_label: dict[str, str] = {}  # a capped label carries its cap; the rows have it bare
     for s in summary:
@@ -230,8 +216,8 @@ def choice_table(summary: list[dict[str, Any]], rows: list[dict[str, Any]]) -> l
         row_label[s["label"]] = s["row_label"]
     lira: dict[str, list[float]] = defaultdict(list)
     for r in rows:
-        if r.get("audited") and r.get("status") == "ok" and "after_lira_auc" in r:
-            lira[r["label"]].append(r["after_lira_auc"])
+        if r.audited and r.ok and (auc := r.value("after_lira_auc")) is not None:
+            lira[r.label].append(auc)
     # rank at the k most methods ran at (ties: the one nearest the middle of the grid's ks)
     mid = max(
         ks,

@@ -12,6 +12,7 @@ from amnesiac._io import check_writable
 from amnesiac.cli.common import tqdm_write
 from amnesiac.cli.flags import no_progress_flag
 from amnesiac.errors import InvalidSettingsError
+from amnesiac.records import BenchRow
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -50,15 +51,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _show(row: dict[str, Any]) -> None:
+def _show(row: BenchRow) -> None:
     """One line per finished cell, above the progress bar."""
-    if row.get("status") != "ok":
-        tqdm_write(f"FAILED {row['label']} k={row['k']} seed={row['seed']}: {row['error']}")
-    elif row.get("kind") == "unlearn":
+    if not row.ok:
+        tqdm_write(f"FAILED {row.label} k={row.k} seed={row.seed}: {row.error}")
+    elif row.kind == "unlearn":
+        v = row.value
         tqdm_write(
-            f"{row['label']:<22} k={row['k']:<4} seed={row['seed']} "
-            f"D_f {row['after_forget_acc']:6.2f}  D_r {row['after_retain_acc']:6.2f}"
-            f"  D_test {row['after_test_acc']:6.2f}  {row['seconds']['wall']:7.1f} s"
+            f"{row.label:<22} k={row.k:<4} seed={row.seed} "
+            f"D_f {v('after_forget_acc'):6.2f}  D_r {v('after_retain_acc'):6.2f}"
+            f"  D_test {v('after_test_acc'):6.2f}  {row.wall:7.1f} s"
         )
 
 
