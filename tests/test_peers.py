@@ -36,6 +36,36 @@ def test_random_wrong_labels_are_wrong_and_in_range(classes: int, labels: list[i
     assert bool((out != y).all()) and int(out.min()) >= 0 and int(out.max()) < classes
 
 
+@pytest.mark.parametrize("method", ["random_label", "salun"])
+def test_rl_draws_batches_through_the_training_augmentation_only_when_asked(
+    tiny_model, forget8, digits, method: str
+) -> None:
+    """As the official code's training transform: every batch, D_f and D_r, randomly cropped
+    after padding by a share of the side (1 pixel of 8 at 0.125) and flipped; by default, as
+    given."""
+    x, y = forget8
+    retain = _retain(digits)
+    pool = torch.cat([x, retain[0]]).flatten(1)
+
+    def seen_inputs(**settings: object) -> torch.Tensor:
+        seen: list[torch.Tensor] = []
+        model = copy.deepcopy(tiny_model)
+        model.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+        config = amnesiac.make_config(method, epochs=1, retain_steps=1, batch_size=8, **settings)
+        amnesiac.get_method(method).cls(config).unlearn(model, UnlearnData(x, y, None, *retain, 10))
+        return torch.cat(seen).flatten(1)
+
+    def from_pool(rows: torch.Tensor) -> torch.Tensor:
+        return torch.cdist(rows, pool).min(dim=1).values < 1e-6
+
+    assert bool(from_pool(seen_inputs()).all())
+    augmented = seen_inputs(crop_fraction=0.125, flip=True)
+    assert augmented.shape[1] == pool.shape[1]
+    assert not bool(from_pool(augmented).all())
+    with pytest.raises(amnesiac.InvalidSettingsError, match="crop_fraction"):
+        amnesiac.make_config(method, crop_fraction=0.5)
+
+
 def test_schedules_count_passes() -> None:
     assert passes_to_steps(10, 4, 1.0) == 3 and passes_to_steps(10, 4, 2.5) == 8
     s = alternating_schedule(rounds=3, forget_rounds=2, n_forget=10, forget_batch=5, n_retain=3,

@@ -18,6 +18,7 @@ from amnesiac.methods.base import (
     alternating_schedule,
     register,
 )
+from amnesiac.training import augment
 
 SALUN_CODE = "github.com/OPTML-Group/Unlearn-Saliency (read at commit a6e89fd)"
 
@@ -33,9 +34,18 @@ class RandomLabelConfig(StepConfig):
     code, whose uniform draw may return the true label, the label is always wrong (the paper's
     definition).
 
+    Augmentation: the official code draws D_f and D_r batches through the model's training
+    transform (on CIFAR-10, a random crop after 4 pixels of padding and a horizontal flip).
+    amnesiac cannot see how a model was trained, so every batch is left as it is by default
+    (right for a model trained without augmentation); to run as the authors did, set
+    ``crop_fraction`` and ``flip`` to the model's own recipe (CIFAR-10's: 0.125 and True).
+
     Attributes:
         epochs: Rounds of forget then retain steps.
         retain_steps: Retained steps per round at most (0: one pass over D_r).
+        crop_fraction: Random crop of every batch after zero padding by this share of the
+            image side, rounded to whole pixels (0: off).
+        flip: Mirror each image of every batch left-right with probability 1/2.
     """
 
     lr: float = 0.01
@@ -45,11 +55,15 @@ class RandomLabelConfig(StepConfig):
     stop: Literal["forgotten", "budget"] = "budget"
     epochs: int = 10
     retain_steps: int = 0
+    crop_fraction: float = 0.0
+    flip: bool = False
 
     def problems(self) -> list[str]:
         out = super().problems()
         if self.epochs < 0 or self.retain_steps < 0:
             out.append("epochs and retain_steps must be >= 0")
+        if not 0 <= self.crop_fraction < 0.5:
+            out.append(f"crop_fraction must be in [0, 0.5), got {self.crop_fraction}")
         return out
 
 
@@ -104,6 +118,9 @@ class RandomLabel(Unlearner):
     def loss(self, model: nn.Module, data: UnlearnData, step: int) -> dict[str, Tensor]:
         c = self.config
         phase, x, y = self.round_batch(data, self.schedule[step - 1], c.batch_size, c.batch_size)
+        padding = round(c.crop_fraction * min(x.shape[-2:]))
+        if padding or c.flip:
+            x = augment(x, padding=padding, flip=c.flip, generator=self.generator)
         if phase == "forget":
             wrong = random_wrong_labels(y, data.num_classes, self.generator)
             lf = F.cross_entropy(model(x), wrong)
