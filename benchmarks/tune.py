@@ -246,6 +246,9 @@ CANDIDATES: dict[str, dict] = {
         "max_steps": 1500,
         "shrink_steps": 10,
     },
+    # issue 26: the forget-only defaults against the same with the targets spread over classes
+    "defaults (bf16)": {"precision": "bf16"},
+    "defaults+spread (bf16)": {"precision": "bf16", "spread_targets": True},
 }
 
 

@@ -26,6 +26,15 @@ def test_nearest_target_trains_toward_the_nearest_boundary_class(tiny_model, for
     assert (result.model(x).argmax(1) == expected).float().mean() >= 0.75
 
 
+def test_spread_targets_caps_each_class_at_its_even_share(tiny_model, digits) -> None:
+    idx = amnesiac.parse_forget("random:40:3", digits.train_y)
+    x, y = digits.train_x[idx], digits.train_y[idx]
+    method = L2UL(amnesiac.make_config("l2ul", spread_targets=True, **FAST))
+    method.unlearn(tiny_model, UnlearnData(x, y, None, None, None, 10))
+    assert method.forget_target is not None and (method.forget_target != y).all()
+    assert int(torch.bincount(method.forget_target, minlength=10).max()) <= 5  # ceil(40 / 9)
+
+
 def test_nearest_target_gives_way_to_relabel_targets(tiny_model, forget8) -> None:
     x, y = forget8
     targets = (y + 1) % 10

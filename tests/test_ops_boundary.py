@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor, nn
 
-from amnesiac.ops import agem_project, nearest_boundary_class
+from amnesiac.ops import agem_project, boundary_distances, nearest_boundary_class, spread_targets
 
 
 def _mlp(x: Tensor, y: Tensor) -> nn.Module:
@@ -60,6 +60,52 @@ def test_nearest_boundary_of_a_linear_model_is_the_closest_hyperplane() -> None:
     got = nearest_boundary_class(model, x, y)
     assert (got[clear] == dist.argmin(1)[clear]).all()
     assert (got != y).all()
+
+
+def test_boundary_distances_of_a_linear_model_are_the_hyperplane_distances() -> None:
+    """Oracle: for a linear model, |z_y - z_j| / ||w_y - w_j|| exactly, inf at the own class."""
+    gen = torch.Generator().manual_seed(1)
+    model = nn.Linear(5, 4).double()
+    x = torch.randn(30, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 4, (30,), generator=gen)
+    z, w = model(x).detach(), model.weight.detach()
+    expected = (z.gather(1, y[:, None]) - z).abs() / (w[y][:, None, :] - w[None]).norm(dim=2)
+    expected[torch.arange(30), y] = float("inf")
+    got = boundary_distances(model, x, y, batch_size=7)
+    assert got.shape == (30, 4)
+    assert torch.allclose(got.double(), expected, rtol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 40), st.integers(3, 10), st.integers(0, 10_000), st.integers(0, 3))
+def test_spread_targets_respects_the_cap_and_keeps_first_choices_with_room(
+    n: int, classes: int, seed: int, slack: int
+) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    own = torch.randint(0, classes, (n,), generator=gen)
+    d = torch.rand(n, classes, generator=gen)
+    d[torch.arange(n), own] = float("inf")
+    preferred = d.argmin(1)
+    cap = -(-n // (classes - 1)) + slack
+    got = spread_targets(preferred, d, cap)
+    assert (got != own).all()
+    counts = torch.bincount(got, minlength=classes)
+    assert int(counts.max()) <= cap
+    # a class with room left lost none of the instances that preferred it
+    for j in range(classes):
+        if counts[j] < cap:
+            assert (got[preferred == j] == j).all()
+    # kept in a full class: the instances clearest for it (nearest to it)
+    for j in range(classes):
+        wanted = (preferred == j).nonzero().flatten()
+        kept = wanted[got[wanted] == j]
+        lost = wanted[got[wanted] != j]
+        if len(kept) and len(lost):
+            assert d[kept, j].max() <= d[lost, j].min()
+    if int(torch.bincount(preferred, minlength=classes).max()) <= cap:
+        assert torch.equal(got, preferred)  # no cap binds: the first choices stand
+    with pytest.raises(ValueError, match="cannot place"):
+        spread_targets(preferred, d, (n - 1) // (classes - 1) if n > classes - 1 else 0)
 
 
 def test_nearest_boundary_agrees_with_torchattacks_deepfool(

@@ -84,6 +84,7 @@ ADDED_SETTINGS: dict[str, dict[str, Any]] = {
         "forget_scale_k": 0,
         "forget_escalate_steps": 0,
         "nearest_target": False,
+        "spread_targets": False,
         "anchored_reg_weight": 1.0,
         "anchored_forget_scale_k": 64,
     },

@@ -13,6 +13,7 @@ measurements behind each change).
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -22,7 +23,7 @@ from torch.nn import functional as F
 from amnesiac.methods.base import UnlearnConfig, UnlearnData, Unlearner, register
 from amnesiac.methods.l2ul_config import L2ULConfig
 from amnesiac.methods.l2ul_presets import PAPER_PRESET, SURROGATE_PRESET
-from amnesiac.ops.boundary import nearest_boundary_class
+from amnesiac.ops.boundary import boundary_distances, nearest_boundary_class, spread_targets
 from amnesiac.ops.importance import importance_penalty, mas_importance, normalize_importance
 from amnesiac.ops.losses import forget_loss, runner_up, soft_cross_entropy
 from amnesiac.ops.pgd import paper_targets, pgd_l2, random_targets
@@ -177,6 +178,12 @@ class L2UL(Unlearner):
                 self.forget_target = nearest_boundary_class(
                     original, data.forget_x, data.forget_y, batch_size=c.pgd_batch_size
                 )
+                if c.spread_targets:
+                    cap = math.ceil(len(data.forget_y) / (data.num_classes - 1))
+                    distances = boundary_distances(
+                        original, data.forget_x, data.forget_y, batch_size=c.pgd_batch_size
+                    )
+                    self.forget_target = spread_targets(self.forget_target, distances, cap)
         elif c.forget_loss == "runner_up":
             self.forget_target = runner_up(logits, data.forget_y)
         if c.n_adv > 0:

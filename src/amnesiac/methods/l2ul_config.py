@@ -65,6 +65,12 @@ class L2ULConfig(StepConfig):
             against 6.76 / 1.42 / 4.88 without it on the Fashion-MNIST ResNet-20, 4.0 / 4.3 / 2.3
             against 4.0 / 13.0 / 19.3 on the digits BatchNorm CNN and 10.3 / 6.3 / 9.7 against
             11.3 / 7.7 / 12.7 on the digits CNN without BatchNorm (benchmarks/VALIDATION.md).
+        spread_targets: With ``nearest_target``, no class receives more than ``ceil(k / (C -
+            1))`` of the ``k`` forget instances as their target (the even share): each keeps
+            its nearest class while that class has room, the clearest instances (smallest
+            first-order distance to it) first, and the rest go to their nearest class with
+            room (:func:`amnesiac.ops.spread_targets`). Nearest-boundary targets otherwise
+            gather in a few sink classes (on Fashion-MNIST, most footwear goes to Sandal).
         project_forget: Project each step's forget gradient so that, to first order, it does
             not raise the rest of the loss (anchors and MAS penalty): A-GEM, see
             :func:`amnesiac.ops.agem_project`. Costs one more backward pass per step.
@@ -115,6 +121,7 @@ class L2ULConfig(StepConfig):
     forget_escalate_steps: int = 400
     margin: float = 1.0
     nearest_target: bool = True
+    spread_targets: bool = False
     project_forget: bool = False
     proxy_size: int = 4000
     proxy_batch_size: int = 128
@@ -134,6 +141,8 @@ class L2ULConfig(StepConfig):
             attack = ("adv_batch_size", "pgd_eps", "pgd_step", "pgd_steps", "pgd_batch_size",
                       "target_rule", "adv_loss")  # fmt: skip
             out |= {n: "n_adv=0 makes no adversarial examples; set n_adv > 0" for n in attack}
+        if not self.nearest_target:
+            out["spread_targets"] = "it spreads nearest_target's classes; set nearest_target=True"
         return out
 
     def problems(self) -> list[str]:

@@ -14,7 +14,7 @@
 * :mod:`amnesiac.ops.features`: penultimate features of any ``nn.Module`` (SCAR, CKA).
 """
 
-from amnesiac.ops.boundary import nearest_boundary_class
+from amnesiac.ops.boundary import boundary_distances, nearest_boundary_class, spread_targets
 from amnesiac.ops.dampen import ssd_dampen, ssd_importance
 from amnesiac.ops.features import penultimate_features
 from amnesiac.ops.importance import importance_penalty, mas_importance, normalize_importance
@@ -30,6 +30,7 @@ from amnesiac.ops.shrink import shrink_update
 __all__ = [
     "agem_project",
     "autocast",
+    "boundary_distances",
     "channels_last_copy",
     "class_statistics",
     "forget_proxies",
@@ -45,6 +46,7 @@ __all__ = [
     "random_targets",
     "shift_images",
     "shrink_update",
+    "spread_targets",
     "ssd_dampen",
     "ssd_importance",
     "to_channels_last",
