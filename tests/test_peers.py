@@ -232,6 +232,26 @@ def test_amun_trains_on_forget_and_adversarial_examples(tiny_model, forget8) -> 
     assert len(only.pool_x) == 8
 
 
+def test_amun_takes_all_of_d_r_or_a_seeded_sample(tiny_model, forget8, digits) -> None:
+    from amnesiac.methods.amun import Amun
+
+    x, y = forget8
+    rx, ry = _retain(digits)
+    fast = {"epochs": 0.1, "adv_steps": 5, "batch_size": 64, "seed": 3}
+    full = Amun(amnesiac.make_config("amun", **fast))
+    full.unlearn(tiny_model, UnlearnData(x, y, None, rx, ry, 10))
+    assert len(full.pool_x) == 16 + len(rx)
+    pools = []
+    for _ in range(2):
+        sampled = Amun(amnesiac.make_config("amun", retain_sample=50, **fast))
+        sampled.unlearn(tiny_model, UnlearnData(x, y, None, rx, ry, 10))
+        assert len(sampled.pool_x) == 16 + 50
+        rows = sampled.pool_x[16:].flatten(1)
+        assert bool((torch.cdist(rows, rx.flatten(1)).min(1).values == 0).all())  # from D_r
+        pools.append(sampled.pool_x)
+    assert torch.equal(pools[0], pools[1])  # seeded
+
+
 def test_jit_runs_one_pass_and_smooths(tiny_model, forget8) -> None:
     from amnesiac.methods.jit import lipschitz_loss
 

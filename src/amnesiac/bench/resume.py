@@ -89,6 +89,7 @@ ADDED_SETTINGS: dict[str, dict[str, Any]] = {
         "anchored_forget_scale_k": 64,
     },
     "RandomLabelConfig": {"crop_fraction": 0.0, "flip": False},
+    "AmunConfig": {"retain_sample": 0},
 }
 #: Settings a class stopped accepting because they did nothing there: a row that recorded one
 #: still ran as today.

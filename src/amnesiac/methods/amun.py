@@ -43,6 +43,10 @@ class AmunConfig(StepConfig):
             32x32 RGB images is 0.04 / sqrt(3072) = 7.2e-4.
         adv_steps: PGD steps per radius.
         adversarial_only: Train on the adversarial examples (and D_r) without D_f.
+        retain_sample: At most this many D_r instances join the training set, a seeded sample
+            drawn once (0: all of D_r, the official code). With all of D_r, each epoch costs
+            about a training epoch; a sample bounds the run like ``retain_steps`` bounds
+            ``random_label``'s.
     """
 
     lr: float = 0.01
@@ -54,11 +58,14 @@ class AmunConfig(StepConfig):
     adv_eps: float = 7.2e-4
     adv_steps: int = 50
     adversarial_only: bool = False
+    retain_sample: int = 0
 
     def problems(self) -> list[str]:
         out = super().problems()
         if not self.epochs > 0 or not self.adv_eps > 0 or self.adv_steps < 1:
             out.append("epochs and adv_eps must be > 0 and adv_steps >= 1")
+        if self.retain_sample < 0:
+            out.append(f"retain_sample must be >= 0, got {self.retain_sample}")
         return out
 
 
@@ -105,8 +112,12 @@ class Amun(Unlearner):
             xs.append(data.forget_x)
             ys.append(data.forget_y)
         if data.retain_x is not None and data.retain_y is not None:
-            xs.append(data.retain_x)
-            ys.append(data.retain_y)
+            keep = slice(None)
+            if 0 < c.retain_sample < len(data.retain_x):
+                perm = torch.randperm(len(data.retain_x), generator=self.generator)
+                keep = perm[: c.retain_sample].to(data.retain_x.device)
+            xs.append(data.retain_x[keep])
+            ys.append(data.retain_y[keep])
         self.pool_x, self.pool_y = torch.cat(xs), torch.cat(ys)
         self.adv_x, self.adv_y = adv_x, adv_y
 
