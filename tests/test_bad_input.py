@@ -76,7 +76,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "name: g\ndataset: digits\nks: [4]\nseeds: [0]\nspeed: false\n"
         "results: damaged.jsonl\nreport: G.md\nmethods: [neg_grad]\n"
     )
-    row = '{"id": "a", "kind": "unlearn", "method": "neg_grad", "k": 4, "seed": 0, "status": "ok"}'
+    row = (
+        '{"id": "a", "kind": "unlearn", "label": "neg_grad", "method": "neg_grad", "k": 4, '
+        '"seed": 0, "status": "ok"}'
+    )
     (d / "damaged.jsonl").write_text(f"{row}\nnot json at all}}\n{row}\n")
     out["grid.yaml"] = str(d / "grid.yaml")
     return out

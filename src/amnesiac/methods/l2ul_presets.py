@@ -24,6 +24,7 @@ PAPER_PRESET: dict[str, Any] = {
     "weighting": "batch",
     "margin": 0.0,
     "nearest_target": False,
+    "spread_targets": False,
     "project_forget": False,
     "heal_steps": 0,
     "heal_patience": 0,
