@@ -45,6 +45,9 @@ CANDIDATES: dict[str, dict] = {
     # round 4: the forget term unscaled, with the anchors weighted or sampled more
     "fsk0+pw30": {"forget_scale_k": 0, "proxy_weight": 30.0},
     "fsk0+pb256": {"forget_scale_k": 0, "proxy_batch_size": 256},
+    # round 5: today's defaults (anchored_forget_scale_k=0: the same run as fsk0) with the
+    # forget targets spread over the classes
+    "spread": {"spread_targets": True},
 }
 HERE = Path(__file__).parent
 
