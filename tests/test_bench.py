@@ -360,7 +360,7 @@ def test_a_setting_added_later_counts_at_its_old_behaviour() -> None:
     for cell, current in ((paper, True), (ours, False)):
         recorded = cell_config(cell).to_dict()
         del recorded["forget_scale_k"]
-        assert ran_with(_ran(recorded), cell_settings(cell), "unlearn") is current
+        assert ran_with(_ran(recorded), cell_settings(cell, anchored=False), "unlearn") is current
 
 
 def test_a_setting_removed_where_it_did_nothing_does_not_make_a_row_stale() -> None:
@@ -371,10 +371,10 @@ def test_a_setting_removed_where_it_did_nothing_does_not_make_a_row_stale() -> N
 
     cell = Cell("retrain", "retrain", None, {}, 32, 0, "fashion-mnist", "shipped")
     recorded = {**cell_config(cell).to_dict(), "max_steps": 0, "stop": "budget", "heal_steps": 0}
-    assert ran_with(_ran(recorded), cell_settings(cell), "unlearn")
+    assert ran_with(_ran(recorded), cell_settings(cell, anchored=False), "unlearn")
     # a recorded setting the method never had is still a mismatch
-    assert not ran_with(_ran({**recorded, "nonsense": 1}), cell_settings(cell), "unlearn")
-    assert not ran_with(_ran({**recorded, "lr": 0.5}), cell_settings(cell), "unlearn")
+    assert not ran_with(_ran({**recorded, "nonsense": 1}), cell_settings(cell, anchored=False), "unlearn")
+    assert not ran_with(_ran({**recorded, "lr": 0.5}), cell_settings(cell, anchored=False), "unlearn")
 
 
 def test_the_rescue_leaves_rows_that_ended_well_current_and_reruns_failed_ones() -> None:
@@ -387,10 +387,10 @@ def test_the_rescue_leaves_rows_that_ended_well_current_and_reruns_failed_ones()
     cell = Cell("ngr", "neg_grad_retain", None, {}, 32, 0, "fashion-mnist", "shipped")
     recorded = cell_config(cell).to_dict()
     del recorded["rescue_clip_grad_norm"]
-    assert ran_with(_ran(recorded, "ok"), cell_settings(cell), "unlearn")
-    assert not ran_with(_ran(recorded, "failed"), cell_settings(cell), "unlearn")
+    assert ran_with(_ran(recorded, "ok"), cell_settings(cell, anchored=False), "unlearn")
+    assert not ran_with(_ran(recorded, "failed"), cell_settings(cell, anchored=False), "unlearn")
     full = cell_config(cell).to_dict()
-    assert ran_with(_ran(full, "failed"), cell_settings(cell), "unlearn")
+    assert ran_with(_ran(full, "failed"), cell_settings(cell, anchored=False), "unlearn")
 
 
 def test_speed_probe_at_bf16_reports_the_speedup(tiny_model, digits) -> None:
@@ -510,6 +510,26 @@ def test_a_setting_that_acts_only_with_anchors_leaves_forget_only_rows_current()
     del recorded["anchored_reg_weight"]
     assert ran_with(_ran(recorded), cell_settings(cell, anchored=False), "unlearn")
     assert not ran_with(_ran(recorded), cell_settings(cell, anchored=True), "unlearn")
+
+
+def test_a_setting_that_acts_only_without_anchors_leaves_anchored_rows_current() -> None:
+    # spread_targets became the default after the anchored rows and acts only without anchors
+    # (anchored_spread_targets takes its place): an anchored row ran as it would today
+    from amnesiac.bench.grid import Cell
+    from amnesiac.bench.runner import cell_config, cell_settings, ran_with
+
+    cell = Cell("l2ul", "l2ul", None, {}, 32, 0, "fashion-mnist", "shipped")
+    recorded = cell_config(cell).to_dict()
+    del recorded["anchored_spread_targets"]
+    recorded["spread_targets"] = False
+    assert ran_with(_ran(recorded), cell_settings(cell, anchored=True), "unlearn")
+    assert not ran_with(_ran(recorded), cell_settings(cell, anchored=False), "unlearn")
+    # a setting the others leave unused does not count either (nothing to spread without
+    # nearest_target)
+    cell = Cell("l2ul", "l2ul", None, {"nearest_target": False}, 32, 0, "fashion-mnist", "shipped")
+    recorded = cell_config(cell).to_dict()
+    recorded["spread_targets"] = False
+    assert ran_with(_ran(recorded), cell_settings(cell, anchored=False), "unlearn")
 
 
 def test_a_row_whose_method_gets_other_data_today_is_stale(tmp_path) -> None:

@@ -15,7 +15,7 @@ FAST = {"max_steps": 150, "heal_steps": 0, "proxy_size": 64, "proxy_batch_size":
 
 def test_nearest_target_trains_toward_the_nearest_boundary_class(tiny_model, forget8) -> None:
     x, y = forget8
-    method = L2UL(amnesiac.make_config("l2ul", nearest_target=True, **FAST))
+    method = L2UL(amnesiac.make_config("l2ul", spread_targets=False, **FAST))
     result = method.unlearn(tiny_model, UnlearnData(x, y, None, None, None, 10))
     expected = nearest_boundary_class(tiny_model.eval(), x, y)
     assert method.forget_target is not None
@@ -27,12 +27,18 @@ def test_nearest_target_trains_toward_the_nearest_boundary_class(tiny_model, for
 
 
 def test_spread_targets_caps_each_class_at_its_even_share(tiny_model, digits) -> None:
+    """The default without anchors; with anchors the targets stay the nearest classes."""
     idx = amnesiac.parse_forget("random:40:3", digits.train_y)
     x, y = digits.train_x[idx], digits.train_y[idx]
-    method = L2UL(amnesiac.make_config("l2ul", spread_targets=True, **FAST))
+    nearest = nearest_boundary_class(tiny_model.eval(), x, y)
+    assert int(torch.bincount(nearest, minlength=10).max()) > 5  # so the cap has work to do
+    method = L2UL(amnesiac.make_config("l2ul", **FAST))
     method.unlearn(tiny_model, UnlearnData(x, y, None, None, None, 10))
     assert method.forget_target is not None and (method.forget_target != y).all()
     assert int(torch.bincount(method.forget_target, minlength=10).max()) <= 5  # ceil(40 / 9)
+    method = L2UL(amnesiac.make_config("l2ul", **FAST))
+    method.unlearn(tiny_model, UnlearnData(x, y, None, None, None, 10, digits.test_x[:64]))
+    assert method.forget_target is not None and torch.equal(method.forget_target, nearest)
 
 
 def test_nearest_target_gives_way_to_relabel_targets(tiny_model, forget8) -> None:

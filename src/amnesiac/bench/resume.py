@@ -85,6 +85,7 @@ ADDED_SETTINGS: dict[str, dict[str, Any]] = {
         "forget_escalate_steps": 0,
         "nearest_target": False,
         "spread_targets": False,
+        "anchored_spread_targets": False,
         "anchored_reg_weight": 1.0,
         "anchored_forget_scale_k": 64,
     },
@@ -151,11 +152,12 @@ def row_inputs(row: BenchRow) -> list[str]:
     return sorted([*had, *(["surrogate"] if anchored else [])])
 
 
-def cell_settings(cell: Cell, anchored: bool = True) -> dict[str, Any] | None:
+def cell_settings(cell: Cell, anchored: bool) -> dict[str, Any] | None:
     """The cell's resolved settings (``None`` for the speed cell, or a cell whose settings do
     not resolve: it runs and is recorded as failed). A cell that runs without anchors
     (``anchored=False``) ignores the settings that act only with them
-    (``UnlearnConfig.ANCHORED_ONLY``): its run is the same whatever their values."""
+    (``UnlearnConfig.ANCHORED_ONLY``), and a cell with anchors those that act only without
+    (``UnlearnConfig.FORGET_ONLY``): its run is the same whatever their values."""
     if cell.kind == "speed":
         return None
     try:
@@ -166,7 +168,9 @@ def cell_settings(cell: Cell, anchored: bool = True) -> dict[str, Any] | None:
     defaults = {f.name: f.default for f in dataclasses.fields(config)}
     for klass in reversed(type(config).__mro__):
         defaults.update(ADDED_SETTINGS.get(klass.__name__, {}))
-    removed: set[str] = set() if anchored else set(config.ANCHORED_ONLY)
+    # and what the settings themselves say they leave unused (l2ul's attack settings at n_adv=0)
+    removed = set(config.FORGET_ONLY if anchored else config.ANCHORED_ONLY)
+    removed |= set(config.unused_settings())
     for klass in type(config).__mro__:
         removed |= REMOVED_SETTINGS.get(klass.__name__, set())
     return {

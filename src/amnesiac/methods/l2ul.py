@@ -169,6 +169,7 @@ class L2UL(Unlearner):
     def _prepare(self, model: nn.Module, original: nn.Module, data: UnlearnData) -> None:
         c = self.config
         self.escalation = 1.0
+        anchored = data.surrogate_x is not None
         with torch.no_grad():
             logits = original(data.forget_x)
         if data.targets is not None:
@@ -178,7 +179,7 @@ class L2UL(Unlearner):
                 self.forget_target = nearest_boundary_class(
                     original, data.forget_x, data.forget_y, batch_size=c.pgd_batch_size
                 )
-                if c.spread_targets:
+                if c.anchored_spread_targets if anchored else c.spread_targets:
                     cap = math.ceil(len(data.forget_y) / (data.num_classes - 1))
                     distances = boundary_distances(
                         original, data.forget_x, data.forget_y, batch_size=c.pgd_batch_size
@@ -224,7 +225,6 @@ class L2UL(Unlearner):
                     generator=self.generator,
                 )
                 self.proxy_logits = _outputs(original, self.proxy_x, c.pgd_batch_size)
-        anchored = data.surrogate_x is not None
         self.reg_weight = c.anchored_reg_weight if anchored else c.reg_weight
         self.scale_k = c.anchored_forget_scale_k if anchored else c.forget_scale_k
         if self.reg_weight > 0:

@@ -25,6 +25,7 @@ PAPER_PRESET: dict[str, Any] = {
     "margin": 0.0,
     "nearest_target": False,
     "spread_targets": False,
+    "anchored_spread_targets": False,
     "project_forget": False,
     "heal_steps": 0,
     "heal_patience": 0,

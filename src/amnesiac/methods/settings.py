@@ -42,6 +42,9 @@ class UnlearnConfig:
     #: Settings that act only when the run has anchors (``surrogate=`` images); a run without
     #: them is the same whatever their values.
     ANCHORED_ONLY: ClassVar[tuple[str, ...]] = ()
+    #: Settings that act only when the run has no anchors (an anchored setting takes their
+    #: place); a run with anchors is the same whatever their values.
+    FORGET_ONLY: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         problems = self.problems()
