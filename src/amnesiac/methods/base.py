@@ -72,7 +72,7 @@ def forget_only_cost(cls: type[Unlearner], k: int) -> tuple[int, float] | None:
     Example:
         >>> from amnesiac.methods.l2ul import L2UL
         >>> forget_only_cost(L2UL, 40)
-        (32, 3.67)
+        (32, 2.35)
     """
     if not cls.forget_only_cost:
         return None

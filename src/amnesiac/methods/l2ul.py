@@ -135,9 +135,9 @@ class L2UL(Unlearner):
     # benchmarks/RESULTS.md: D_test drop without anchors, mean over seeds 0-2, Fashion-MNIST
     # ResNet-20 (`amnesiac bench benchmarks/fashion_mnist.yaml`)
     forget_only_cost: ClassVar[tuple[tuple[int, float], ...]] = (
-        (8, 1.93),
-        (32, 3.67),
-        (128, 10.42),
+        (8, 1.51),
+        (32, 2.35),
+        (128, 6.72),
     )
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": PAPER_PRESET,

@@ -85,7 +85,8 @@ class Scar(Unlearner):
     """SCAR: each forget instance's penultimate features are pulled (squared Mahalanobis
     distance) to the nearest class other than its own, fixed at the start, while the model's
     outputs on unlabeled surrogate images are distilled from the original model; no retained
-    data enters a step. Needs a model with ``features()`` (amnesiac's built-in architectures).
+    data enters a step. The features are the model's ``features()`` where it has one, else the
+    input of its last ``nn.Linear`` (:func:`amnesiac.ops.features.penultimate_features`).
 
     Its own goal is the retrained model's behaviour (forget accuracy near the test accuracy,
     see ``stop_acc``); ``stop="forgotten"`` stops at amnesiac's objective instead, which the
