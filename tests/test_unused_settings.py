@@ -15,6 +15,7 @@ import amnesiac
         ("bad_teacher", {"momentum": 0.5}, "'momentum' (the method's Adam optimizer"),
         ("bad_teacher", {"weight_decay": 0.1}, "'weight_decay'"),
         ("scar", {"momentum": 0.0}, "'momentum'"),
+        ("l2ul", {"nearest_target": False, "anchored_spread_targets": True}, "'anchored_spread"),
     ],
 )
 def test_a_setting_that_would_do_nothing_is_refused(method, settings, message) -> None:
@@ -28,3 +29,16 @@ def test_the_same_settings_where_they_act_or_at_their_defaults_pass() -> None:
     defaults = amnesiac.make_config("l2ul").to_dict()
     assert amnesiac.make_config("l2ul", **defaults).to_dict() == defaults  # what the CLI passes
     assert amnesiac.make_config("bad_teacher", lr=1e-4).lr == 1e-4
+    # every preset's resolved settings replay as given, with or without the preset's name (the
+    # bench, the CLI and continual's rounds pass them so)
+    for method in amnesiac.list_methods():
+        for preset in [None, *method.cls.presets]:
+            resolved = amnesiac.make_config(method.name, preset).to_dict()
+            assert amnesiac.make_config(method.name, **resolved).to_dict() == resolved
+            again = amnesiac.make_config(method.name, preset, **resolved).to_dict()
+            assert again == resolved
+    # but a preset's idle setting given at another value is the caller's, and refused
+    with pytest.raises(amnesiac.InvalidSettingsError, match="'pgd_eps'"):
+        amnesiac.make_config("l2ul_imp", "paper", pgd_eps=9.0)
+    # not spreading where nothing is spread is what runs: no error
+    assert not amnesiac.make_config("l2ul", nearest_target=False, spread_targets=False).spread_targets

@@ -156,8 +156,10 @@ class L2ULConfig(StepConfig):
                       "target_rule", "adv_loss")  # fmt: skip
             out |= {n: "n_adv=0 makes no adversarial examples; set n_adv > 0" for n in attack}
         if not self.nearest_target:
+            # only asking to spread does nothing; not spreading is what runs (the paper preset)
             reason = "it spreads nearest_target's classes; set nearest_target=True"
-            out |= {n: reason for n in ("spread_targets", "anchored_spread_targets")}
+            spread = ("spread_targets", "anchored_spread_targets")
+            out |= {n: reason for n in spread if getattr(self, n)}
         return out
 
     def problems(self) -> list[str]:
