@@ -371,10 +371,11 @@ def test_a_setting_removed_where_it_did_nothing_does_not_make_a_row_stale() -> N
 
     cell = Cell("retrain", "retrain", None, {}, 32, 0, "fashion-mnist", "shipped")
     recorded = {**cell_config(cell).to_dict(), "max_steps": 0, "stop": "budget", "heal_steps": 0}
-    assert ran_with(_ran(recorded), cell_settings(cell, anchored=False), "unlearn")
+    settings = cell_settings(cell, anchored=False)
+    assert ran_with(_ran(recorded), settings, "unlearn")
     # a recorded setting the method never had is still a mismatch
-    assert not ran_with(_ran({**recorded, "nonsense": 1}), cell_settings(cell, anchored=False), "unlearn")
-    assert not ran_with(_ran({**recorded, "lr": 0.5}), cell_settings(cell, anchored=False), "unlearn")
+    assert not ran_with(_ran({**recorded, "nonsense": 1}), settings, "unlearn")
+    assert not ran_with(_ran({**recorded, "lr": 0.5}), settings, "unlearn")
 
 
 def test_the_rescue_leaves_rows_that_ended_well_current_and_reruns_failed_ones() -> None:

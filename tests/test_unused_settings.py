@@ -41,4 +41,5 @@ def test_the_same_settings_where_they_act_or_at_their_defaults_pass() -> None:
     with pytest.raises(amnesiac.InvalidSettingsError, match="'pgd_eps'"):
         amnesiac.make_config("l2ul_imp", "paper", pgd_eps=9.0)
     # not spreading where nothing is spread is what runs: no error
-    assert not amnesiac.make_config("l2ul", nearest_target=False, spread_targets=False).spread_targets
+    config = amnesiac.make_config("l2ul", nearest_target=False, spread_targets=False)
+    assert not config.spread_targets

@@ -112,7 +112,7 @@ class Amun(Unlearner):
             xs.append(data.forget_x)
             ys.append(data.forget_y)
         if data.retain_x is not None and data.retain_y is not None:
-            keep = slice(None)
+            keep: slice | Tensor = slice(None)
             if 0 < c.retain_sample < len(data.retain_x):
                 perm = torch.randperm(len(data.retain_x), generator=self.generator)
                 keep = perm[: c.retain_sample].to(data.retain_x.device)
