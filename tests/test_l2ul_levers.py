@@ -85,3 +85,104 @@ def test_projection_changes_nothing_without_a_rest_of_the_loss(tiny_model, forge
     held = L2UL(amnesiac.make_config("l2ul", project_forget=True, **FAST)).unlearn(tiny_model, data)
     assert held.forgotten
     assert not all(torch.equal(a[k], held.model.state_dict()[k]) for k in a)
+
+
+def _forget_term(method: L2UL, model: nn.Module, x, y, logits) -> tuple[torch.Tensor, int]:
+    """The forget term on the batch of all of ``x``, with ``logits`` as the last stop check's,
+    and how many images the model's forward pass saw."""
+    data = UnlearnData(x, y, None, None, None, 10)
+    method.forget_target = None
+    method.forget_logits = logits
+    seen = []
+    handle = model.register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
+    try:
+        term = method._forget_term_of(model, data, torch.arange(len(x)))
+    finally:
+        handle.remove()
+    return term, sum(seen)
+
+
+def test_instances_past_the_margin_are_left_out_without_changing_the_step() -> None:
+    """Oracle: a linear model whose logits are known; instances 0-1 short of the margin, 2-3 past
+    it by more than the slack. The term and its gradient equal the full batch's, from half the
+    images."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    x = torch.randn(4, 4)
+    logits = model(x).detach()
+    y = logits.argmax(1)  # all classified right: the hinge is margin + gap > 0 for all
+    margin = 1.0
+    gap = logits.gather(1, y[:, None]).squeeze(1) - logits.scatter(1, y[:, None], -1e9).max(1)[0]
+    # past the margin: shift the stop check's logits of 2-3 so their label is far below
+    stale = logits.clone()
+    stale[2:, :] = 0.0
+    stale[2, (y[2] + 1) % 3] = 5.0
+    stale[3, (y[3] + 1) % 3] = 5.0
+    method = L2UL(amnesiac.make_config("l2ul", margin=margin))
+    term, seen = _forget_term(method, model, x, y, stale)
+    assert seen == 2
+    expected = torch.relu(gap[:2] + margin).sum() / 4  # the batch mean: 2-3 count as zero
+    assert torch.allclose(term, expected.detach(), atol=1e-6)
+    full, seen_full = _forget_term(method, model, x, y, None)
+    assert seen_full == 4
+    # the real logits: the same hinge for 0-1, and 2-3 also short of the margin
+    assert torch.allclose(full, torch.relu(gap + margin).mean().detach(), atol=1e-6)
+
+
+def test_active_reduction_averages_over_the_instances_short_of_the_margin() -> None:
+    torch.manual_seed(1)
+    model = nn.Linear(4, 3)
+    x = torch.randn(6, 4)
+    logits = model(x).detach()
+    y = logits.argmax(1)
+    wrong = (y + 1) % 3
+    y_mixed = torch.where(torch.arange(6) < 2, y, wrong)  # 2 right, 4 already wrong
+    z = logits.gather(1, y_mixed[:, None]).squeeze(1)
+    other = logits.scatter(1, y_mixed[:, None], -1e9).max(1)[0]
+    hinge = (z - other + 0.5).clamp(min=0)
+    active = int((hinge > 0).sum())
+    batch = L2UL(amnesiac.make_config("l2ul", margin=0.5))
+    act = L2UL(amnesiac.make_config("l2ul", margin=0.5, forget_reduction="active"))
+    t_batch, _ = _forget_term(batch, model, x, y_mixed, None)
+    t_active, _ = _forget_term(act, model, x, y_mixed, None)
+    assert 0 < active < 6
+    assert torch.allclose(t_batch, hinge.sum() / 6, atol=1e-6)
+    assert torch.allclose(t_active, hinge.sum() / active, atol=1e-6)
+
+
+def test_a_forget_batch_all_past_the_margin_costs_no_forward_pass() -> None:
+    model = nn.Linear(4, 3)
+    x = torch.randn(3, 4)
+    y = torch.zeros(3, dtype=torch.long)
+    far = torch.tensor([[-9.0, 9.0, 0.0]]).repeat(3, 1)  # class 0 far below class 1
+    method = L2UL(amnesiac.make_config("l2ul"))
+    term, seen = _forget_term(method, model, x, y, far)
+    assert seen == 0 and float(term) == 0.0
+
+
+def test_forget_reduction_is_refused_without_the_margin_loss() -> None:
+    import pytest
+
+    with pytest.raises(amnesiac.InvalidSettingsError, match="forget_loss='margin'"):
+        amnesiac.make_config("l2ul", forget_loss="neg_ce", forget_reduction="active")
+
+
+def test_near_fraction_draws_anchors_from_those_nearest_the_forget_set(tiny_model, digits) -> None:
+    idx = amnesiac.parse_forget("random:8:3", digits.train_y)
+    x, y = digits.train_x[idx], digits.train_y[idx]
+    anchors = digits.test_x[:200]
+    data = UnlearnData(x, y, None, None, None, 10, anchors)
+    settings = {**FAST, "proxy_batch_size": 32}
+    half = L2UL(amnesiac.make_config("l2ul", anchored_near_fraction=0.5, **settings))
+    half.prepare(tiny_model, tiny_model.eval(), data)
+    assert half.near is not None
+    assert 0 < len(half.near) <= 200 // 4 + 8  # a quarter of the anchors, 6 for each of 8
+    batch = half._anchor_batch()
+    assert len(batch) == 32
+    assert torch.isin(batch[:16], half.near).all()
+    # uniform by default: no near set, and the draw is the one it always was
+    plain = L2UL(amnesiac.make_config("l2ul", **settings))
+    plain.prepare(tiny_model, tiny_model.eval(), data)
+    assert plain.near is None
+    expected = torch.randperm(200, generator=torch.Generator().manual_seed(0))[:32]
+    assert torch.equal(plain._anchor_batch(), expected)

@@ -88,6 +88,8 @@ ADDED_SETTINGS: dict[str, dict[str, Any]] = {
         "anchored_spread_targets": False,
         "anchored_reg_weight": 1.0,
         "anchored_forget_scale_k": 64,
+        "forget_reduction": "batch",
+        "anchored_near_fraction": 0.0,
     },
     "RandomLabelConfig": {"crop_fraction": 0.0, "flip": False},
     "AmunConfig": {"retain_sample": 0},

@@ -36,7 +36,14 @@ from amnesiac.methods.registry import (
 from amnesiac.methods.result import UnlearnData, UnlearnResult
 from amnesiac.methods.schedule import alternating_schedule, passes_to_steps
 from amnesiac.methods.settings import Objective, StepConfig, UnlearnConfig
-from amnesiac.methods.status import check_finite, forget_status, rescue, set_train_mode
+from amnesiac.methods.status import (
+    check_finite,
+    forget_logits,
+    forget_status,
+    rescue,
+    set_train_mode,
+    status_of,
+)
 from amnesiac.ops.layout import to_channels_last, to_contiguous
 from amnesiac.ops.precision import autocast
 from amnesiac.ops.shrink import shrink_update
@@ -141,6 +148,9 @@ class Unlearner:
         self._perms: dict[str, list[Tensor]] = {}
         #: The forget-set status after the last step (:func:`forget_status`), for stop rules.
         self.status: dict[str, float] = {}
+        #: The forget set's logits (float32, eval mode) at the model the next step starts from,
+        #: computed by the stop check (:func:`forget_logits`); ``None`` outside a run.
+        self.forget_logits: Tensor | None = None
         self.seconds: dict[str, float] = {}
         self.generator = torch.Generator().manual_seed(config.seed)
 
@@ -298,6 +308,7 @@ class Unlearner:
         self._first_forgotten = None
         self._history = []
         self._perms = {}
+        self.forget_logits = None
         original = copy.deepcopy(model).eval()
         for p in original.parameters():
             p.requires_grad_(False)
@@ -358,7 +369,8 @@ class Unlearner:
         budget = min(cfg.max_steps, self.step_budget(data))
         run = _Run(stopped_by="no_steps" if budget == 0 else "max_steps")
         self._history = run.history
-        stats = forget_status(work, data, batch_size=cfg.eval_batch_size)
+        self.forget_logits = forget_logits(work, data, batch_size=cfg.eval_batch_size)
+        stats = status_of(self.forget_logits, data)
         if budget > 0 and self.is_done(stats["forgotten"] == 1.0, 0):
             run.stopped_by = self.stop_label()
         elif budget > 0:
@@ -423,7 +435,8 @@ class Unlearner:
         opt.step()
         run.steps = step
         with self.phase("stop_check"):
-            stats = forget_status(work, data, batch_size=cfg.eval_batch_size)
+            self.forget_logits = forget_logits(work, data, batch_size=cfg.eval_batch_size)
+            stats = status_of(self.forget_logits, data)
         self.status = stats
         record = {"step": float(step)}
         record.update({k: float(v.detach()) for k, v in parts.items()})

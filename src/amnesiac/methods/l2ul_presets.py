@@ -23,6 +23,7 @@ PAPER_PRESET: dict[str, Any] = {
     "forget_loss": "neg_ce",
     "weighting": "batch",
     "margin": 0.0,
+    "forget_reduction": "batch",
     "nearest_target": False,
     "spread_targets": False,
     "anchored_spread_targets": False,

@@ -46,29 +46,44 @@ def meets_objective(pred: Tensor, label: Tensor, target: Tensor | None = None) -
 
 
 @torch.no_grad()
-def forget_status(model: nn.Module, data: UnlearnData, *, batch_size: int) -> dict[str, float]:
-    """Forget-set accuracy in percent (and target accuracy for relabel) in eval mode.
+def forget_logits(model: nn.Module, data: UnlearnData, *, batch_size: int) -> Tensor:
+    """``model``'s logits on the whole forget set, in eval mode and float32.
 
-    ``forgotten`` is 1.0 when every instance meets the objective: predicted as its target
-    (relabel) or as anything but its true label (misclassify).
+    Shape:
+        returns ``(K, C)``.
     """
     was_training = model.training
     model.eval()
     try:
-        pred = torch.cat(
+        return torch.cat(
             [
-                model(data.forget_x[i : i + batch_size]).argmax(1)
+                model(data.forget_x[i : i + batch_size]).float()
                 for i in range(0, len(data.forget_x), batch_size)
             ]
         )
     finally:
         model.train(was_training)
+
+
+def status_of(logits: Tensor, data: UnlearnData) -> dict[str, float]:
+    """Forget-set accuracy in percent (and target accuracy for relabel) from the forget set's
+    logits (:func:`forget_logits`).
+
+    ``forgotten`` is 1.0 when every instance meets the objective: predicted as its target
+    (relabel) or as anything but its true label (misclassify).
+    """
+    pred = logits.argmax(1)
     out = {"forget_acc": float((pred == data.forget_y).float().mean() * 100)}
     met = meets_objective(pred, data.forget_y, data.targets)
     if data.targets is not None:
         out["target_acc"] = float(met.float().mean() * 100)
     out["forgotten"] = float(bool(met.all()))
     return out
+
+
+def forget_status(model: nn.Module, data: UnlearnData, *, batch_size: int) -> dict[str, float]:
+    """:func:`status_of` ``model`` (its logits on the forget set, in eval mode)."""
+    return status_of(forget_logits(model, data, batch_size=batch_size), data)
 
 
 def check_finite(model: nn.Module, name: str) -> None:

@@ -11,12 +11,13 @@
 * :mod:`amnesiac.ops.dampen`: SSD's importances and selective dampening.
 * :mod:`amnesiac.ops.mahalanobis`: SCAR's class statistics and Mahalanobis distances.
 * :mod:`amnesiac.ops.nearest_adv`: AMUN's nearest adversarial example (L2 PGD, growing radius).
-* :mod:`amnesiac.ops.features`: penultimate features of any ``nn.Module`` (SCAR, CKA).
+* :mod:`amnesiac.ops.features`: penultimate features of any ``nn.Module`` (SCAR, CKA), and
+  the anchors nearest a forget set by them.
 """
 
 from amnesiac.ops.boundary import boundary_distances, nearest_boundary_class, spread_targets
 from amnesiac.ops.dampen import ssd_dampen, ssd_importance
-from amnesiac.ops.features import penultimate_features
+from amnesiac.ops.features import near_anchors, penultimate_features
 from amnesiac.ops.importance import importance_penalty, mas_importance, normalize_importance
 from amnesiac.ops.layout import channels_last_copy, to_channels_last, to_contiguous
 from amnesiac.ops.mahalanobis import class_statistics, mahalanobis
@@ -37,6 +38,7 @@ __all__ = [
     "importance_penalty",
     "mahalanobis",
     "mas_importance",
+    "near_anchors",
     "nearest_adversarial",
     "nearest_boundary_class",
     "normalize_importance",

@@ -1,8 +1,11 @@
-"""A classifier's penultimate features, from any ``nn.Module``."""
+"""A classifier's penultimate features, from any ``nn.Module``, and the anchors nearest a
+forget set by them."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from amnesiac.errors import InvalidSettingsError
 
@@ -52,3 +55,30 @@ def penultimate_features(model: nn.Module, x: Tensor) -> Tensor:
     finally:
         handle.remove()
     return caught[-1].flatten(1)
+
+
+def near_anchors(forget: Tensor, anchors: Tensor, per_instance: int) -> Tensor:
+    """The anchors among the ``per_instance`` nearest of any forget instance, by the cosine of
+    their features; sorted indices into ``anchors``, each once.
+
+    Args:
+        forget: Features of the forget instances, ``(K, D)``.
+        anchors: Features of the anchors, ``(M, D)``.
+        per_instance: Nearest anchors taken for each forget instance (at most ``M``).
+
+    Shape:
+        returns ``(n,)`` int64 with ``n <= min(M, K * per_instance)``.
+
+    Example:
+        >>> forget = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        >>> anchors = torch.tensor([[2.0, 0.1], [0.1, 3.0], [-1.0, 0.0], [1.0, 0.2]])
+        >>> near_anchors(forget, anchors, 1).tolist()
+        [0, 1]
+        >>> near_anchors(forget, anchors, 2).tolist()
+        [0, 1, 3]
+    """
+    if per_instance < 1:
+        raise InvalidSettingsError(f"per_instance must be >= 1, got {per_instance}")
+    sim = F.normalize(forget.float(), dim=1) @ F.normalize(anchors.float(), dim=1).T
+    nearest = sim.topk(min(per_instance, anchors.shape[0]), dim=1).indices
+    return torch.unique(nearest.flatten())

@@ -23,19 +23,42 @@ def other_max(logits: Tensor, label: Tensor) -> Tensor:
     return masked.max(1).values
 
 
-def margin_loss(logits: Tensor, label: Tensor, *, margin: float, toward: bool) -> Tensor:
-    """Hinge on the logit margin, zero once an instance is past the boundary by ``margin``.
+def margin_hinge(logits: Tensor, label: Tensor, *, margin: float, toward: bool) -> Tensor:
+    """Each instance's hinge on the logit margin: how far it is from being past the boundary
+    by ``margin`` (positive), or past it (negative; :func:`margin_loss` clips these to zero).
 
-    ``toward=False`` (misclassify): mean of ``relu(z_label - max_{j != label} z_j + margin)``.
-    ``toward=True`` (relabel to ``label``): mean of
-    ``relu(max_{j != label} z_j - z_label + margin)``.
+    ``toward=False`` (misclassify): ``z_label - max_{j != label} z_j + margin``.
+    ``toward=True`` (relabel to ``label``): ``max_{j != label} z_j - z_label + margin``.
+
+    Shape:
+        ``logits``: ``(N, C)``; ``label``: ``(N,)``; returns ``(N,)``.
+
+    Example:
+        >>> logits = torch.tensor([[3.0, 1.0], [0.0, 2.0]])
+        >>> margin_hinge(logits, torch.tensor([0, 0]), margin=1.0, toward=False).tolist()
+        [3.0, -1.0]
+    """
+    z = logits.gather(1, label[:, None]).squeeze(1)
+    gap = z - other_max(logits, label)
+    return (-gap if toward else gap) + margin
+
+
+def margin_loss(
+    logits: Tensor,
+    label: Tensor,
+    *,
+    margin: float,
+    toward: bool,
+    reduction: Literal["mean", "sum"] = "mean",
+) -> Tensor:
+    """Hinge on the logit margin, zero once an instance is past the boundary by ``margin``:
+    the mean (or sum) over the batch of ``relu`` of :func:`margin_hinge`.
 
     Shape:
         ``logits``: ``(N, C)``; ``label``: ``(N,)``; returns a scalar.
     """
-    z = logits.gather(1, label[:, None]).squeeze(1)
-    gap = z - other_max(logits, label)
-    return F.relu((-gap if toward else gap) + margin).mean()
+    hinge = F.relu(margin_hinge(logits, label, margin=margin, toward=toward))
+    return hinge.sum() if reduction == "sum" else hinge.mean()
 
 
 def runner_up(logits: Tensor, label: Tensor) -> Tensor:
@@ -55,6 +78,7 @@ def forget_loss(
     kind: ForgetLoss,
     target: Tensor | None = None,
     margin: float = 0.0,
+    reduction: Literal["mean", "sum"] = "mean",
 ) -> Tensor:
     """The loss that makes a forget batch meet its objective (lower is more forgotten).
 
@@ -67,22 +91,23 @@ def forget_loss(
             ``label``.
         target: Per-instance target labels (relabel, or the original model's runner-up class).
         margin: Logit margin of ``"margin"``.
+        reduction: ``"mean"`` or ``"sum"`` over the batch.
 
     Shape:
         ``logits``: ``(N, C)``; ``label``, ``target``: ``(N,)``; returns a scalar.
     """
     if kind == "neg_ce":
         if target is not None:
-            return F.cross_entropy(logits, target)
-        return -F.cross_entropy(logits, label)
+            return F.cross_entropy(logits, target, reduction=reduction)
+        return -F.cross_entropy(logits, label, reduction=reduction)
     if kind == "runner_up":
         if target is None:
             raise InvalidSettingsError("forget loss 'runner_up' needs target labels")
-        return F.cross_entropy(logits, target)
+        return F.cross_entropy(logits, target, reduction=reduction)
     if kind == "margin":
         if target is not None:
-            return margin_loss(logits, target, margin=margin, toward=True)
-        return margin_loss(logits, label, margin=margin, toward=False)
+            return margin_loss(logits, target, margin=margin, toward=True, reduction=reduction)
+        return margin_loss(logits, label, margin=margin, toward=False, reduction=reduction)
     raise InvalidSettingsError(
         f"unknown forget loss {kind!r}; use one of {list(get_args(ForgetLoss))}"
     )
