@@ -46,6 +46,7 @@ PAPER_PRESET: dict[str, Any] = {
     # none of amnesiac's additions
     "proxy_size": 0,
     "proxy_batch_size": 128,
+    "anchored_near_fraction": 0.0,
     "proxy_min_shift": 0.1,
     "proxy_max_shift": 0.15,
     "proxy_flip": True,
