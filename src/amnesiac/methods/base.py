@@ -18,7 +18,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -33,7 +32,7 @@ from amnesiac.methods.registry import (
     register,
     registered,
 )
-from amnesiac.methods.result import UnlearnData, UnlearnResult
+from amnesiac.methods.result import RunState, UnlearnData, UnlearnResult
 from amnesiac.methods.schedule import alternating_schedule, passes_to_steps
 from amnesiac.methods.settings import Objective, StepConfig, UnlearnConfig
 from amnesiac.methods.status import (
@@ -326,7 +325,7 @@ class Unlearner:
             work, run = self._steps(work, original, data, progress, callback)
         else:
             stats = forget_status(work, data, batch_size=self.config.eval_batch_size)
-            run = _Run(stopped_by="complete", forgotten=stats["forgotten"] == 1.0)
+            run = RunState(stopped_by="complete", forgotten=stats["forgotten"] == 1.0)
         work.eval()
         to_contiguous(work)
         for p in work.parameters():
@@ -363,11 +362,11 @@ class Unlearner:
         data: UnlearnData,
         progress: bool,
         callback: Callable[[dict[str, float]], None] | None,
-    ) -> tuple[nn.Module, _Run]:
+    ) -> tuple[nn.Module, RunState]:
         """The update steps, then the shrink toward the original weights."""
         cfg = self.step_config
         budget = min(cfg.max_steps, self.step_budget(data))
-        run = _Run(stopped_by="no_steps" if budget == 0 else "max_steps")
+        run = RunState(stopped_by="no_steps" if budget == 0 else "max_steps")
         self._history = run.history
         self.forget_logits = forget_logits(work, data, batch_size=cfg.eval_batch_size)
         stats = status_of(self.forget_logits, data)
@@ -412,7 +411,7 @@ class Unlearner:
         data: UnlearnData,
         opt: torch.optim.Optimizer,
         step: int,
-        run: _Run,
+        run: RunState,
         callback: Callable[[dict[str, float]], None] | None,
     ) -> dict[str, float]:
         """One update step and its stop check; returns the forget-set status after it."""
@@ -445,14 +444,3 @@ class Unlearner:
         if callback is not None:
             callback(record)
         return stats
-
-
-@dataclass
-class _Run:
-    """What a run did, filled in as it goes."""
-
-    stopped_by: str
-    steps: int = 0
-    forgotten: bool = False
-    history: list[dict[str, float]] = field(default_factory=list)
-    fraction: float = 1.0

@@ -70,3 +70,15 @@ class UnlearnData:
     retain_y: Tensor | None
     num_classes: int
     surrogate_x: Tensor | None = None
+
+
+@dataclass
+class RunState:
+    """What a run of the :class:`~amnesiac.methods.base.Unlearner` template did, filled in as it
+    goes; :class:`UnlearnResult` reports it."""
+
+    stopped_by: str
+    steps: int = 0
+    forgotten: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+    fraction: float = 1.0
