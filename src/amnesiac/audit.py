@@ -27,8 +27,7 @@ from amnesiac.metrics.lira import (
 )
 from amnesiac.metrics.mia import mia_from_logits
 from amnesiac.metrics.relearn import relearn_steps
-from amnesiac.ops.features import last_linear
-from amnesiac.ops.features import penultimate_features as penultimate
+from amnesiac.ops.features import batched_features, last_linear
 from amnesiac.shadows import Shadows
 
 
@@ -90,14 +89,7 @@ def penultimate_features(model: nn.Module, x: Tensor, batch_size: int = 1024) ->
     and batches, or ``None`` if it has none."""
     if not hasattr(model, "features") and last_linear(model) is None:
         return None
-    was = model.training
-    model.eval()
-    try:
-        return torch.cat(
-            [penultimate(model, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-        )
-    finally:
-        model.train(was)
+    return batched_features(model, x, batch_size)
 
 
 def audit(

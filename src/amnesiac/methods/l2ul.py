@@ -24,7 +24,7 @@ from amnesiac.methods.base import UnlearnConfig, UnlearnData, Unlearner, registe
 from amnesiac.methods.l2ul_config import L2ULConfig
 from amnesiac.methods.l2ul_presets import PAPER_PRESET, SURROGATE_PRESET
 from amnesiac.ops.boundary import boundary_distances, nearest_boundary_class, spread_targets
-from amnesiac.ops.features import near_anchors, penultimate_features
+from amnesiac.ops.features import batched_features, near_anchors
 from amnesiac.ops.importance import importance_penalty, mas_importance, normalize_importance
 from amnesiac.ops.losses import forget_loss, margin_hinge, runner_up, soft_cross_entropy
 from amnesiac.ops.pgd import paper_targets, pgd_l2, random_targets
@@ -42,14 +42,6 @@ PAPER_URL = (
 def _outputs(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
     """``model``'s logits on ``x`` in batches, without gradients, in float32."""
     return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).float()
-
-
-@torch.no_grad()
-def _features(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
-    """``model``'s penultimate features on ``x`` in batches, without gradients, in float32."""
-    return torch.cat(
-        [penultimate_features(model, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-    ).float()
 
 
 def shift_pixels(fraction: float, side: int) -> int:
@@ -238,8 +230,8 @@ class L2UL(Unlearner):
                 if c.anchored_near_fraction > 0:
                     per_instance = max(1, len(self.proxy_x) // (4 * len(data.forget_x)))
                     self.near = near_anchors(
-                        _features(original, data.forget_x, c.pgd_batch_size),
-                        _features(original, self.proxy_x, c.pgd_batch_size),
+                        batched_features(original, data.forget_x, c.pgd_batch_size),
+                        batched_features(original, self.proxy_x, c.pgd_batch_size),
                         per_instance,
                     ).to(self.proxy_x.device)
         elif c.proxy_size > 0:

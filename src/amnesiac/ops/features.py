@@ -57,6 +57,27 @@ def penultimate_features(model: nn.Module, x: Tensor) -> Tensor:
     return caught[-1].flatten(1)
 
 
+@torch.no_grad()
+def batched_features(model: nn.Module, x: Tensor, batch_size: int = 1024) -> Tensor:
+    """:func:`penultimate_features` of ``x`` in batches of ``batch_size``, in eval mode, without
+    gradients, in float32; the model's mode is restored after.
+
+    Shape:
+        returns ``(N, D)``.
+    """
+    was = model.training
+    model.eval()
+    try:
+        return torch.cat(
+            [
+                penultimate_features(model, x[i : i + batch_size])
+                for i in range(0, len(x), batch_size)
+            ]
+        ).float()
+    finally:
+        model.train(was)
+
+
 def near_anchors(forget: Tensor, anchors: Tensor, per_instance: int) -> Tensor:
     """The anchors among the ``per_instance`` nearest of any forget instance, by the cosine of
     their features; sorted indices into ``anchors``, each once.
