@@ -186,3 +186,39 @@ def test_near_fraction_draws_anchors_from_those_nearest_the_forget_set(tiny_mode
     assert plain.near is None
     expected = torch.randperm(200, generator=torch.Generator().manual_seed(0))[:32]
     assert torch.equal(plain._anchor_batch(), expected)
+
+
+def test_the_anchored_heal_decays_the_learning_rate_along_a_cosine(tiny_model, digits) -> None:
+    """With anchors the heal's steps run at lr times heal_lr_factor (1 down toward 0); without
+    anchors the default heal keeps lr."""
+    from amnesiac.methods.schedule import heal_lr_factor
+
+    idx = amnesiac.parse_forget("random:8:0", digits.train_y)
+    x, y = digits.train_x[idx], digits.train_y[idx]
+    settings = {**FAST, "heal_steps": 12, "anchored_heal_steps": 12, "shrink_steps": 0}
+    for anchors, schedule in ((digits.test_x[:64], "cosine"), (None, "constant")):
+        method = L2UL(amnesiac.make_config("l2ul", **settings))
+        lrs: list[float] = []
+
+        def record(_: dict[str, float], method: L2UL = method, lrs: list[float] = lrs) -> None:
+            assert method._optimizer is not None
+            lrs.append(method._optimizer.param_groups[0]["lr"])
+
+        data = UnlearnData(x, y, None, None, None, 10, anchors)
+        result = method.unlearn(tiny_model, data, callback=record)
+        first = method._first_forgotten
+        assert result.forgotten and first is not None and result.steps >= first + 12
+        # past the heal's end (an instance short of the objective there), the full rate again
+        after = result.steps - first - 12
+        heal = [1e-3 * heal_lr_factor(h, 12, schedule) for h in range(12)]
+        assert lrs == [1e-3] * first + heal + [1e-3] * after
+        assert (min(lrs[first:]) < 1e-4) == (schedule == "cosine")
+
+
+def test_a_heal_schedule_without_a_heal_is_refused() -> None:
+    import pytest
+
+    with pytest.raises(amnesiac.InvalidSettingsError, match="anchored_heal_steps > 0"):
+        amnesiac.make_config("l2ul", anchored_heal_steps=0, anchored_heal_schedule="constant")
+    with pytest.raises(amnesiac.InvalidSettingsError, match="set heal_steps > 0"):
+        amnesiac.make_config("l2ul", heal_steps=0, heal_schedule="cosine")

@@ -90,6 +90,12 @@ ADDED_SETTINGS: dict[str, dict[str, Any]] = {
         "anchored_forget_scale_k": 64,
         "forget_reduction": "batch",
         "anchored_near_fraction": 0.0,
+        "heal_schedule": "constant",
+        "anchored_heal_schedule": "constant",
+        # before it, an anchored run healed ``heal_steps``: 150 by default (those rows are
+        # stale by anchored_heal_schedule anyway), 400 under the surrogate preset, whose rows
+        # stay current by this value
+        "anchored_heal_steps": 400,
     },
     "RandomLabelConfig": {"crop_fraction": 0.0, "flip": False},
     "AmunConfig": {"retain_sample": 0},

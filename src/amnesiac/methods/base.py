@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
@@ -28,6 +27,7 @@ from amnesiac.errors import DivergenceError, InvalidSettingsError
 from amnesiac.methods.registry import (
     MethodInfo,
     accepting,
+    forget_only_cost,
     get_method,
     register,
     registered,
@@ -42,6 +42,7 @@ from amnesiac.methods.status import (
     rescue,
     set_train_mode,
     status_of,
+    stop_check,
 )
 from amnesiac.ops.layout import to_channels_last, to_contiguous
 from amnesiac.ops.precision import autocast
@@ -57,6 +58,7 @@ __all__ = [
     "Unlearner",
     "accepting",
     "alternating_schedule",
+    "forget_only_cost",
     "get_method",
     "passes_to_steps",
     "register",
@@ -69,20 +71,6 @@ logger = logging.getLogger(__name__)
 def data_parallel_methods() -> list[str]:
     """The registered methods that train data-parallel under torchrun."""
     return sorted(name for name, info in registered().items() if info.cls.data_parallel)
-
-
-def forget_only_cost(cls: type[Unlearner], k: int) -> tuple[int, float] | None:
-    """The measured ``(k, drop)`` of ``cls`` without anchors nearest to ``k`` (on a log scale),
-    or ``None`` where the method records none.
-
-    Example:
-        >>> from amnesiac.methods.l2ul import L2UL
-        >>> forget_only_cost(L2UL, 40)
-        (32, 2.35)
-    """
-    if not cls.forget_only_cost:
-        return None
-    return min(cls.forget_only_cost, key=lambda kd: abs(math.log(kd[0]) - math.log(max(k, 1))))
 
 
 class Unlearner:
@@ -147,9 +135,11 @@ class Unlearner:
         self._perms: dict[str, list[Tensor]] = {}
         #: The forget-set status after the last step (:func:`forget_status`), for stop rules.
         self.status: dict[str, float] = {}
-        #: The forget set's logits (float32, eval mode) at the model the next step starts from,
-        #: computed by the stop check (:func:`forget_logits`); ``None`` outside a run.
+        #: The forget set's logits (float32) at the model the next step starts from, from the
+        #: stop check (:func:`stop_check`); ``None`` outside a run.
         self.forget_logits: Tensor | None = None
+        #: The heal's length: ``heal_steps``, unless :meth:`prepare` sets another.
+        self.heal_steps: int = getattr(config, "heal_steps", 0)
         self.seconds: dict[str, float] = {}
         self.generator = torch.Generator().manual_seed(config.seed)
 
@@ -207,13 +197,20 @@ class Unlearner:
         if self._first_forgotten is None:
             self._first_forgotten = step
         healed = step - self._first_forgotten
-        if healed >= c.heal_steps:
+        if healed >= self.heal_steps:
             return True
         p = c.heal_patience
         if p == 0 or healed < 2 * p:
             return False
         losses = [r["loss"] for r in self._history[-2 * p :]]
         return sum(losses[p:]) >= sum(losses[:p])
+
+    def _decisive(self, step: int) -> bool:
+        """Whether the objective met after ``step`` would start the heal or end the run."""
+        c, first = self.step_config, self._first_forgotten
+        if c.stop != "forgotten":
+            return False  # no decision rests on it; the run's end is checked in float32
+        return first is None or step - first >= self.heal_steps or c.heal_patience > 0
 
     # ----------------------------------------------------------------- helpers for methods
     @contextlib.contextmanager
@@ -391,6 +388,8 @@ class Unlearner:
             finally:
                 bar.close()
                 work.zero_grad(set_to_none=True)
+        if cfg.precision != "fp32" and run.steps > 0:  # the last check may have been bf16 only
+            stats = forget_status(work, data, batch_size=cfg.eval_batch_size)
         run.forgotten = stats["forgotten"] == 1.0
         if cfg.shrink_steps > 0 and run.steps > 0 and run.forgotten:
             work.eval()
@@ -434,8 +433,13 @@ class Unlearner:
         opt.step()
         run.steps = step
         with self.phase("stop_check"):
-            self.forget_logits = forget_logits(work, data, batch_size=cfg.eval_batch_size)
-            stats = status_of(self.forget_logits, data)
+            self.forget_logits, stats = stop_check(
+                work,
+                data,
+                batch_size=cfg.eval_batch_size,
+                low_precision=None if cfg.precision == "fp32" else self.autocast(data),
+                decisive=lambda: self._decisive(step),
+            )
         self.status = stats
         record = {"step": float(step)}
         record.update({k: float(v.detach()) for k, v in parts.items()})

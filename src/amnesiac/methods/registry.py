@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -79,3 +80,17 @@ def accepting(optional_input: str) -> list[str]:
 def registered() -> dict[str, MethodInfo]:
     """All registered methods by name."""
     return dict(_REGISTRY)
+
+
+def forget_only_cost(cls: type[Unlearner], k: int) -> tuple[int, float] | None:
+    """The measured ``(k, drop)`` of ``cls`` without anchors nearest to ``k`` (on a log scale),
+    or ``None`` where the method records none.
+
+    Example:
+        >>> from amnesiac.methods.l2ul import L2UL
+        >>> forget_only_cost(L2UL, 40)
+        (32, 2.35)
+    """
+    if not cls.forget_only_cost:
+        return None
+    return min(cls.forget_only_cost, key=lambda kd: abs(math.log(kd[0]) - math.log(max(k, 1))))

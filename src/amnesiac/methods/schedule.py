@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["alternating_schedule", "passes_to_steps"]
+__all__ = ["alternating_schedule", "heal_lr_factor", "passes_to_steps"]
 
 
 def alternating_schedule(
@@ -47,3 +47,22 @@ def passes_to_steps(n: int, batch_size: int, passes: float) -> int:
     """Steps of ``passes`` passes over ``n`` examples in batches of ``batch_size`` (the last
     batch of a pass may be smaller), rounded up."""
     return math.ceil(passes * -(-n // batch_size))
+
+
+def heal_lr_factor(healed: int, heal_steps: int, schedule: str) -> float:
+    """The factor on the learning rate ``healed`` steps into a heal of ``heal_steps`` steps:
+    1 throughout for ``"constant"``; for ``"cosine"``, a half cosine from 1 down to 0 over the
+    heal, and 1 again past its end (a heal whose last step left an instance short of the
+    objective goes on at the full rate until it holds again).
+
+    Example:
+        >>> [round(heal_lr_factor(h, 4, "cosine"), 3) for h in range(6)]
+        [1.0, 0.854, 0.5, 0.146, 1.0, 1.0]
+        >>> heal_lr_factor(2, 4, "constant")
+        1.0
+    """
+    if schedule == "constant" or healed >= heal_steps:
+        return 1.0
+    if schedule != "cosine":
+        raise ValueError(f"unknown heal schedule {schedule!r}; use 'constant' or 'cosine'")
+    return 0.5 * (1.0 + math.cos(math.pi * healed / heal_steps))

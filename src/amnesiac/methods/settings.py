@@ -26,9 +26,11 @@ class UnlearnConfig:
             ``"relabel"`` (each must be predicted as its target label).
         precision: ``"fp32"``, or ``"bf16"``: the work before the steps (e.g. adversarial
             examples, ``retrain``'s training; MAS importance stays float32) and every step's
-            forward and backward pass run under bfloat16 autocast (:func:`torch.autocast`); the
-            weights, the optimizer and the stop check stay in float32, so "forgotten" is always
-            decided in full precision. A ResNet-20 pass is about 3x faster on a CPU with AMX
+            forward and backward pass run under bfloat16 autocast (:func:`torch.autocast`), and
+            so does the forget-set check after each step; the weights and the optimizer stay in
+            float32, and a check that would start the heal or end the run is redone in float32
+            (:func:`amnesiac.methods.status.stop_check`), so "forgotten" is always decided in
+            full precision. A ResNet-20 pass is about 3x faster on a CPU with AMX
             (the speed section of ``benchmarks/RESULTS.md``), slower on CPUs without bfloat16
             instructions.
         eval_batch_size: Batch size of the forget-set check (after every step, and at the end).
