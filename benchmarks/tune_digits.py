@@ -37,6 +37,14 @@ CANDIDATES: dict[str, dict] = {
     # and on
     "A": {"surrogate": "test:0:150"},
     "A+mas": {"surrogate": "test:0:150", "anchored_reg_weight": 1.0},
+    # the anchored heal of 100 steps at a cosine-decayed rate (the defaults since; the earlier
+    # "A" rows ran before it) against the 150 constant-rate steps it replaced
+    "A+cos100": {"surrogate": "test:0:150"},
+    "A+const150": {
+        "surrogate": "test:0:150",
+        "anchored_heal_steps": 150,
+        "anchored_heal_schedule": "constant",
+    },
 }
 
 
