@@ -9,7 +9,8 @@ is under bfloat16 autocast, as the benchmark grids run, and counts the images th
 
 Run: ``python benchmarks/tune_anchored.py K SEED [SEED ...]
 >> benchmarks/tune_anchored_results.jsonl``
-(``TUNE_ONLY`` names candidates, comma-separated); ``--report`` prints the table of means.
+(``TUNE_ONLY`` names candidates, comma-separated; ``TUNE_ANCHORS=N`` keeps the first N anchors);
+``--report`` prints the table of means.
 
 ``TUNE_MODEL=plaincnn_nobn`` (or ``plaincnn``) tunes on the Fashion-MNIST plain CNN of the arch
 grid instead: trained on all 60,000 training images, so its anchors are the first 2,000 test
@@ -67,6 +68,11 @@ CANDIDATES: dict[str, dict] = {
     "m0.5": {"margin": 0.5},
     # the forget term doubling twice as often until D_f is first forgotten
     "esc200": {"forget_escalate_steps": 200},
+    # round 7 (the defaults are now a 100-step heal at a cosine-decayed rate): the heal of the
+    # rounds before (150 steps, constant rate), and 150 cosine steps
+    "cos100": {},
+    "const150": {"anchored_heal_steps": 150, "anchored_heal_schedule": "constant"},
+    "cos150": {"anchored_heal_steps": 150},
 }
 HERE = Path(__file__).parent
 
@@ -88,6 +94,9 @@ def _setup(model: str | None):
 def run(k: int, seed: int, names: list[str]) -> None:
     model_name = os.environ.get("TUNE_MODEL")
     data, model, anchor_images, trained = _setup(model_name)
+    n_anchors = int(os.environ.get("TUNE_ANCHORS", 0))
+    if n_anchors:  # the first N anchors only
+        anchor_images = anchor_images[:n_anchors]
     forget = amnesiac.random_rows(data.train_y, k, seed, trained)
     rest = trained[~torch.isin(trained, forget)]
     g = torch.Generator().manual_seed(1000 + seed)
@@ -120,6 +129,8 @@ def run(k: int, seed: int, names: list[str]) -> None:
         }  # fmt: skip
         if model_name:
             row["model"] = model_name
+        if n_anchors:
+            row["anchors"] = n_anchors
         print(json.dumps(row), flush=True)
 
 
@@ -128,6 +139,7 @@ def report(path: Path = HERE / "tune_anchored_results.jsonl") -> None:
     groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for r in rows:
         name = f"{r['model']}: {r['name']}" if "model" in r else r["name"]
+        name += f" ({r['anchors']} anchors)" if "anchors" in r else ""
         groups[(name, r["k"])].append(r)
     print("| candidate | k | seeds | val drop (mean / max) | D_f right | steps | s | trained |")
     print("|---|---|---|---|---|---|---|---|")

@@ -125,6 +125,12 @@ class L2ULConfig(StepConfig):
         anchored_heal_steps: ``heal_steps`` in its place when ``surrogate=`` anchors are given.
             With the cosine schedule, 100 steps healed as well as 150 (validation drop 0.37
             and 0.37 at k=32, 1.45 and 1.39 at k=128) from 22% / 11% fewer images trained.
+            Known limit: with few anchors the old heal (150 constant-rate steps) did better:
+            with 500 anchors at k=32 (validation) 0.99 against 1.18, and on the test split's
+            anchors-count curve (``benchmarks/ANCHOR_COUNT_RESULTS.md``) 1.90 / 1.45 / 1.00
+            against 1.69 / 1.26 / 0.69 with 250 / 500 / 1,000 anchors; with fewer than 2,000
+            anchors, ``anchored_heal_steps=150, anchored_heal_schedule="constant"`` may lose
+            less.
         proxy_min_shift: Smallest shift of a shifted proxy, as a fraction of the image side
             (rounded to whole pixels, at least one; keeps proxies away from the forget images
             themselves): 0.1 is 3 pixels on 28x28 images, 1 on 8x8, 22 on 224x224.
