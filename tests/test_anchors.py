@@ -5,6 +5,7 @@ name them, and every bad anchor input refused with one clear error that changes 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from amnesiac.data.anchors import (
 from amnesiac.errors import AnchorError, InvalidForgetSetError, InvalidSettingsError
 from amnesiac.hashing import file_sha256
 
-FAST = ["--max-steps", "60", "--heal-steps", "10", "--no-progress"]
+FAST = ["--max-steps", "60", "--heal-steps", "10", "--anchored-heal-steps", "10", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +134,7 @@ def test_unlearn_uses_the_model_anchors_and_says_so(ready, digits, tmp_path, cap
         surrogate=digits.train_x[rows],
         max_steps=60,
         heal_steps=10,
+        anchored_heal_steps=10,
     )
     assert result.steps == saved["steps"]
     assert main([*args, "--no-anchors"]) == 0
@@ -370,7 +372,7 @@ def test_bench_cells_use_the_model_anchors(ready, tmp_path) -> None:
     grid.write_text(
         "name: t\ndataset: digits\nmodel: ready.safetensors\nks: [4]\nseeds: [0]\n"
         "retain_eval_size: 100\nspeed: false\nresults: rows.jsonl\nreport: R.md\n"
-        "settings: {max_steps: 40, heal_steps: 5}\n"
+        "settings: {max_steps: 40, heal_steps: 5, anchored_heal_steps: 5}\n"
         "methods:\n  - method: l2ul\n  - {method: l2ul, label: forget-only, surrogate: none}\n"
     )
     run_grid(load_grid(grid), progress=False)
@@ -390,7 +392,7 @@ def test_bench_cells_use_the_model_anchors(ready, tmp_path) -> None:
 
 def test_with_anchors_the_mas_penalty_is_anchored_reg_weight(tiny_model, forget8, digits) -> None:
     sur = digits.test_x[:100]
-    fast = {"max_steps": 60, "heal_steps": 5, "seed": 0}
+    fast = {"max_steps": 60, "heal_steps": 5, "anchored_heal_steps": 5, "seed": 0}
     off = amnesiac.unlearn(tiny_model, forget=forget8, surrogate=sur, **fast)
     assert "importance" not in off.seconds and off.config["anchored_reg_weight"] == 0.0
     on = amnesiac.unlearn(
@@ -404,8 +406,8 @@ def test_with_anchors_the_mas_penalty_is_anchored_reg_weight(tiny_model, forget8
 def test_heal_patience_ends_the_heal_once_the_loss_stops_falling(
     tiny_model, forget8, digits
 ) -> None:
-    base = {"surrogate": digits.test_x[:100], "max_steps": 400, "heal_steps": 200, "seed": 0}
-    base |= {"shrink_steps": 0}
+    base = {"surrogate": digits.test_x[:100], "max_steps": 400, "anchored_heal_steps": 200}
+    base |= {"seed": 0, "shrink_steps": 0}
     full = amnesiac.unlearn(tiny_model, forget=forget8, **base)
     early = amnesiac.unlearn(tiny_model, forget=forget8, heal_patience=5, **base)
     assert early.forgotten and early.steps < full.steps
@@ -413,3 +415,22 @@ def test_heal_patience_ends_the_heal_once_the_loss_stops_falling(
     assert sum(losses[-5:]) >= sum(losses[-10:-5])  # it stopped where the loss stopped falling
     # the steps before the stop are the full run's, bit for bit
     assert [r["loss"] for r in full.history[: early.steps]] == losses
+
+
+def test_a_forget_only_setting_given_with_anchors_is_named_in_a_warning(
+    tiny_model, forget8, digits, caplog
+) -> None:
+    sur = digits.test_x[:100]
+    fast = {"max_steps": 30, "seed": 0, "shrink_steps": 0}
+    with caplog.at_level(logging.WARNING, logger="amnesiac"):
+        amnesiac.unlearn(tiny_model, forget=forget8, surrogate=sur, heal_steps=5, **fast)
+    assert "heal_steps act only without anchors; with anchors set anchored_heal_steps" in (
+        caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="amnesiac"):
+        amnesiac.unlearn(tiny_model, forget=forget8, heal_steps=5, **fast)  # forget-only
+        amnesiac.unlearn(  # both given: a setting for each kind of run
+            tiny_model, forget=forget8, surrogate=sur, heal_steps=5, anchored_heal_steps=5, **fast
+        )
+    assert "act only without anchors" not in caplog.text

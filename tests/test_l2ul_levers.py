@@ -10,7 +10,8 @@ from amnesiac.methods.base import UnlearnData
 from amnesiac.methods.l2ul import L2UL
 from amnesiac.ops import nearest_boundary_class
 
-FAST = {"max_steps": 150, "heal_steps": 0, "proxy_size": 64, "proxy_batch_size": 16, "seed": 0}
+FAST = {"max_steps": 150, "heal_steps": 0, "anchored_heal_steps": 0, "proxy_size": 64}
+FAST |= {"proxy_batch_size": 16, "seed": 0}
 
 
 def test_nearest_target_trains_toward_the_nearest_boundary_class(tiny_model, forget8) -> None:

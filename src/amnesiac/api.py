@@ -149,6 +149,22 @@ def _surrogate_images(
     return sx, problems
 
 
+def _warn_forget_only(config: UnlearnConfig, base: UnlearnConfig, given: dict[str, Any]) -> None:
+    """Warn about settings given for a run with anchors that act only without them (unless
+    their anchored counterpart was given too, as a grid's settings for both kinds of run)."""
+    idle = [
+        n
+        for n in config.FORGET_ONLY
+        if n in given and f"anchored_{n}" not in given and getattr(config, n) != getattr(base, n)
+    ]
+    if idle:
+        logger.warning(
+            "%s act only without anchors; with anchors set %s instead",
+            ", ".join(idle),
+            ", ".join(f"anchored_{n}" for n in idle),
+        )
+
+
 def unlearn(
     model: nn.Module,
     forget: Data,
@@ -233,6 +249,8 @@ def unlearn(
         logger.info("method %s reads only the forget set; retain data ignored", method)
     sx, found = _surrogate_images(surrogate, info, fx)
     problems += found
+    if sx is not None:
+        _warn_forget_only(config, make_config(method, preset), settings)
     tgt: Tensor | None = None
     if config.objective == "misclassify" and targets is not None:
         problems.append("targets were given with objective='misclassify'; use 'relabel'")
