@@ -23,8 +23,7 @@ import math
 import sys
 import time
 
-import torch
-from tune_anchored import _setup  # beside this script
+from tune_anchored import _setup, forget_and_validation  # beside this script
 
 import amnesiac
 from amnesiac.bench.speed import ImageCounter
@@ -57,12 +56,7 @@ def main() -> None:
     heal_settings = {"anchored_heal_steps": heal, "anchored_heal_schedule": "constant"}
     data, model, anchors, trained = _setup(None)
     for seed in seeds:
-        forget = amnesiac.random_rows(data.train_y, k, seed, trained)
-        rest = trained[~torch.isin(trained, forget)]
-        g = torch.Generator().manual_seed(1000 + seed)
-        val = rest[torch.randperm(len(rest), generator=g)[:5000]]
-        f = (data.train_x[forget], data.train_y[forget])
-        v = (data.train_x[val], data.train_y[val])
+        f, v = forget_and_validation(data, trained, k, seed)
         before = amnesiac.evaluate(model, forget=f, test=v)
         t0 = time.perf_counter()
         with ImageCounter(type(model)) as seen:

@@ -91,18 +91,23 @@ def _setup(model: str | None):
     return data, ckpt.model, anchors.images, trained
 
 
+def forget_and_validation(data, trained: torch.Tensor, k: int, seed: int) -> tuple[tuple, tuple]:
+    """The forget set (``random:K:SEED`` over the ``trained`` rows) and the validation split (a
+    seeded sample of 5,000 other trained rows), each as ``(images, labels)``."""
+    forget = amnesiac.random_rows(data.train_y, k, seed, trained)
+    rest = trained[~torch.isin(trained, forget)]
+    g = torch.Generator().manual_seed(1000 + seed)
+    val = rest[torch.randperm(len(rest), generator=g)[:5000]]
+    return (data.train_x[forget], data.train_y[forget]), (data.train_x[val], data.train_y[val])
+
+
 def run(k: int, seed: int, names: list[str]) -> None:
     model_name = os.environ.get("TUNE_MODEL")
     data, model, anchor_images, trained = _setup(model_name)
     n_anchors = int(os.environ.get("TUNE_ANCHORS", 0))
     if n_anchors:  # the first N anchors only
         anchor_images = anchor_images[:n_anchors]
-    forget = amnesiac.random_rows(data.train_y, k, seed, trained)
-    rest = trained[~torch.isin(trained, forget)]
-    g = torch.Generator().manual_seed(1000 + seed)
-    val = rest[torch.randperm(len(rest), generator=g)[:5000]]
-    f = (data.train_x[forget], data.train_y[forget])
-    v = (data.train_x[val], data.train_y[val])
+    f, v = forget_and_validation(data, trained, k, seed)
     before = amnesiac.evaluate(model, forget=f, test=v)
     for name in names:
         cand = dict(CANDIDATES[name])

@@ -257,10 +257,7 @@ class L2UL(Unlearner):
                     generator=self.generator,
                 )
                 self.proxy_logits = _outputs(original, self.proxy_x, c.pgd_batch_size)
-        self.reg_weight = c.anchored_reg_weight if anchored else c.reg_weight
-        self.scale_k = c.anchored_forget_scale_k if anchored else c.forget_scale_k
-        self.heal_schedule = c.anchored_heal_schedule if anchored else c.heal_schedule
-        self.heal_steps = c.anchored_heal_steps if anchored else c.heal_steps
+        self._resolve_anchored(anchored)
         if self.reg_weight > 0:
             with self.phase("importance"):
                 omega = mas_importance(
@@ -270,6 +267,15 @@ class L2UL(Unlearner):
                 self.theta0 = {
                     k: p.detach().clone() for k, p in model.named_parameters() if k in self.weights
                 }
+
+    def _resolve_anchored(self, anchored: bool) -> None:
+        """The settings this run uses where the config has a forget-only and an anchored one
+        (``X`` and ``anchored_X``)."""
+        c = self.config
+        self.reg_weight = c.anchored_reg_weight if anchored else c.reg_weight
+        self.scale_k = c.anchored_forget_scale_k if anchored else c.forget_scale_k
+        self.heal_schedule = c.anchored_heal_schedule if anchored else c.heal_schedule
+        self.heal_steps = c.anchored_heal_steps if anchored else c.heal_steps
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         self._optimizer = super().make_optimizer(model)
