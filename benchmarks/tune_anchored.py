@@ -73,6 +73,10 @@ CANDIDATES: dict[str, dict] = {
     "cos100": {},
     "const150": {"anchored_heal_steps": 150, "anchored_heal_schedule": "constant"},
     "cos150": {"anchored_heal_steps": 150},
+    # round 8, cost: the whole run at twice or three times the learning rate (the forget phase
+    # is most of the images trained at k=128)
+    "lr2e-3": {"lr": 2e-3},
+    "lr3e-3": {"lr": 3e-3},
 }
 HERE = Path(__file__).parent
 
