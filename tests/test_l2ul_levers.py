@@ -197,13 +197,18 @@ def test_the_anchored_heal_decays_the_learning_rate_along_a_cosine(tiny_model, d
     idx = amnesiac.parse_forget("random:8:0", digits.train_y)
     x, y = digits.train_x[idx], digits.train_y[idx]
     settings = {**FAST, "heal_steps": 12, "anchored_heal_steps": 12, "shrink_steps": 0}
+
+    class Recording(L2UL):  # keeps the template's optimizer, to read its learning rate
+        def make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+            self.opt = super().make_optimizer(model)
+            return self.opt
+
     for anchors, schedule in ((digits.test_x[:64], "cosine"), (None, "constant")):
-        method = L2UL(amnesiac.make_config("l2ul", **settings))
+        method = Recording(amnesiac.make_config("l2ul", **settings))
         lrs: list[float] = []
 
-        def record(_: dict[str, float], method: L2UL = method, lrs: list[float] = lrs) -> None:
-            assert method._optimizer is not None
-            lrs.append(method._optimizer.param_groups[0]["lr"])
+        def record(_: dict[str, float], method: Recording = method, lrs: list[float] = lrs) -> None:
+            lrs.append(method.opt.param_groups[0]["lr"])
 
         data = UnlearnData(x, y, None, None, None, 10, anchors)
         result = method.unlearn(tiny_model, data, callback=record)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
@@ -27,13 +26,14 @@ from amnesiac.errors import DivergenceError, InvalidSettingsError
 from amnesiac.methods.registry import (
     MethodInfo,
     accepting,
+    data_parallel_methods,
     forget_only_cost,
     get_method,
     register,
     registered,
 )
 from amnesiac.methods.result import RunState, UnlearnData, UnlearnResult
-from amnesiac.methods.schedule import alternating_schedule, passes_to_steps
+from amnesiac.methods.schedule import alternating_schedule, heal_lr_factor, passes_to_steps
 from amnesiac.methods.settings import Objective, StepConfig, UnlearnConfig
 from amnesiac.methods.status import (
     check_finite,
@@ -58,19 +58,13 @@ __all__ = [
     "Unlearner",
     "accepting",
     "alternating_schedule",
+    "data_parallel_methods",
     "forget_only_cost",
     "get_method",
     "passes_to_steps",
     "register",
     "registered",
 ]
-
-logger = logging.getLogger(__name__)
-
-
-def data_parallel_methods() -> list[str]:
-    """The registered methods that train data-parallel under torchrun."""
-    return sorted(name for name, info in registered().items() if info.cls.data_parallel)
 
 
 class Unlearner:
@@ -86,8 +80,6 @@ class Unlearner:
             unlabeled in-domain images passed as ``surrogate=`` to :func:`amnesiac.unlearn`.
         summary: One line for :func:`amnesiac.list_methods`.
         reference: Paper the method comes from.
-        forgets: Whether a normal run ends with D_f forgotten.
-        fast_settings: Settings for a quick run that still forgets (the contract checks).
     """
 
     name: ClassVar[str] = ""
@@ -138,8 +130,9 @@ class Unlearner:
         #: The forget set's logits (float32) at the model the next step starts from, from the
         #: stop check (:func:`stop_check`); ``None`` outside a run.
         self.forget_logits: Tensor | None = None
-        #: The heal's length: ``heal_steps``, unless :meth:`prepare` sets another.
+        #: The heal's length and learning-rate schedule, unless :meth:`prepare` sets others.
         self.heal_steps: int = getattr(config, "heal_steps", 0)
+        self.heal_schedule: str = getattr(config, "heal_schedule", "constant")
         self.seconds: dict[str, float] = {}
         self.generator = torch.Generator().manual_seed(config.seed)
 
@@ -173,9 +166,8 @@ class Unlearner:
         )
 
     def step_budget(self, data: UnlearnData) -> int:
-        """The number of steps the run may take: ``max_steps``, or fewer for a method whose own
-        schedule is shorter (e.g. a number of passes over its data); called after
-        :meth:`prepare`."""
+        """The steps the run may take: ``max_steps``, or fewer where the method's own schedule
+        is shorter (e.g. passes over its data); called after :meth:`prepare`."""
         return self.step_config.max_steps
 
     def stop_label(self) -> str:
@@ -185,9 +177,8 @@ class Unlearner:
         return "forgotten" if self.step_config.stop == "forgotten" else "rule"
 
     def is_done(self, forgotten: bool, step: int) -> bool:
-        """Whether to stop after ``step`` (1-based) given whether the objective is met.
-
-        With ``stop="forgotten"``: at the first step where the objective holds, or, with
+        """Whether to stop after ``step`` (1-based) given whether the objective is met: with
+        ``stop="forgotten"``, at the first step where the objective holds, or, with
         ``heal_steps``, at the first step at least ``heal_steps`` after that where it holds
         (earlier with ``heal_patience``, once the loss stopped falling).
         """
@@ -211,6 +202,14 @@ class Unlearner:
         if c.stop != "forgotten":
             return False  # no decision rests on it; the run's end is checked in float32
         return first is None or step - first >= self.heal_steps or c.heal_patience > 0
+
+    def _heal_lr(self, opt: torch.optim.Optimizer, step: int) -> None:
+        """In the heal, the next step's learning rate by ``heal_schedule`` (unless constant)."""
+        first = self._first_forgotten
+        if self.heal_schedule != "constant" and first is not None:
+            factor = heal_lr_factor(step - first, self.heal_steps, self.heal_schedule)
+            for group in opt.param_groups:
+                group["lr"] = self.step_config.lr * factor
 
     # ----------------------------------------------------------------- helpers for methods
     @contextlib.contextmanager
@@ -385,6 +384,7 @@ class Unlearner:
                         if self.is_done(stats["forgotten"] == 1.0, step):
                             run.stopped_by = self.stop_label()
                             break
+                        self._heal_lr(opt, step)
             finally:
                 bar.close()
                 work.zero_grad(set_to_none=True)

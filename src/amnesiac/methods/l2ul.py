@@ -23,7 +23,6 @@ from torch.nn import functional as F
 from amnesiac.methods.base import UnlearnConfig, UnlearnData, Unlearner, register
 from amnesiac.methods.l2ul_config import L2ULConfig
 from amnesiac.methods.l2ul_presets import PAPER_PRESET, SURROGATE_PRESET
-from amnesiac.methods.schedule import heal_lr_factor
 from amnesiac.ops.boundary import boundary_distances, nearest_boundary_class, spread_targets
 from amnesiac.ops.features import batched_features, near_anchors
 from amnesiac.ops.importance import importance_penalty, mas_importance, normalize_importance
@@ -180,8 +179,6 @@ class L2UL(Unlearner):
         self.reg_weight = config.reg_weight if isinstance(config, L2ULConfig) else 0.0
         self.scale_k = config.forget_scale_k if isinstance(config, L2ULConfig) else 0
         self._forget_term: Tensor | None = None
-        self.heal_schedule = "constant"
-        self._optimizer: torch.optim.Optimizer | None = None
 
     def prepare(self, model: nn.Module, original: nn.Module, data: UnlearnData) -> None:
         # only forward passes and attacks on ``original`` here (mas_importance runs in float32
@@ -193,7 +190,6 @@ class L2UL(Unlearner):
         c = self.config
         self.escalation = 1.0
         self.near = None
-        self._optimizer = None
         anchored = data.surrogate_x is not None
         with torch.no_grad():
             logits = original(data.forget_x)
@@ -276,22 +272,6 @@ class L2UL(Unlearner):
         self.scale_k = c.anchored_forget_scale_k if anchored else c.forget_scale_k
         self.heal_schedule = c.anchored_heal_schedule if anchored else c.heal_schedule
         self.heal_steps = c.anchored_heal_steps if anchored else c.heal_steps
-
-    def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        self._optimizer = super().make_optimizer(model)
-        return self._optimizer
-
-    def is_done(self, forgotten: bool, step: int) -> bool:
-        """The template's stop rule; during the heal, also sets the next step's learning rate
-        by ``heal_schedule`` (``anchored_heal_schedule`` over ``anchored_heal_steps`` with
-        anchors)."""
-        done = super().is_done(forgotten, step)
-        first = self._first_forgotten
-        if not done and first is not None and self._optimizer is not None:
-            factor = heal_lr_factor(step - first, self.heal_steps, self.heal_schedule)
-            for group in self._optimizer.param_groups:
-                group["lr"] = self.config.lr * factor
-        return done
 
     def loss(self, model: nn.Module, data: UnlearnData, step: int) -> dict[str, Tensor]:
         c = self.config

@@ -82,6 +82,11 @@ def registered() -> dict[str, MethodInfo]:
     return dict(_REGISTRY)
 
 
+def data_parallel_methods() -> list[str]:
+    """The registered methods that train data-parallel under torchrun."""
+    return sorted(name for name, info in _REGISTRY.items() if info.cls.data_parallel)
+
+
 def forget_only_cost(cls: type[Unlearner], k: int) -> tuple[int, float] | None:
     """The measured ``(k, drop)`` of ``cls`` without anchors nearest to ``k`` (on a log scale),
     or ``None`` where the method records none.
