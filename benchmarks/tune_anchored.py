@@ -31,7 +31,8 @@ import torch
 
 import amnesiac
 from amnesiac.bench.speed import ImageCounter
-from amnesiac.methods.l2ul import L2UL
+from amnesiac.methods.l2ul import L2UL, shift_pixels
+from amnesiac.ops.proxy import forget_proxies
 
 # round 1 ran on the defaults of the day, with the MAS penalty on under anchors
 MAS = {"anchored_reg_weight": 1.0}
@@ -77,6 +78,11 @@ CANDIDATES: dict[str, dict] = {
     # is most of the images trained at k=128)
     "lr2e-3": {"lr": 2e-3},
     "lr3e-3": {"lr": 3e-3},
+    # round 9: the anchor set grown by N shifted (3-4 pixels) and flipped copies of its images,
+    # and mixtures of two of them (half each), or shifted and flipped copies only; the images
+    # trained per step stay the same
+    "aug4000": {"_augment": 4000},
+    "aug4000nomix": {"_augment": 4000, "_augment_mix": False},
 }
 HERE = Path(__file__).parent
 
@@ -105,6 +111,19 @@ def forget_and_validation(data, trained: torch.Tensor, k: int, seed: int) -> tup
     return (data.train_x[forget], data.train_y[forget]), (data.train_x[val], data.train_y[val])
 
 
+def augmented(anchors: torch.Tensor, n: int, mix: bool) -> torch.Tensor:
+    """``anchors`` and ``n`` copies made from them as l2ul makes forget-set proxies (shifted by
+    3-4 pixels and flipped; with ``mix``, half of them mixtures of two), seeded."""
+    if n == 0:
+        return anchors
+    side = min(anchors.shape[-2:])
+    extra = forget_proxies(
+        anchors, n, min_shift=shift_pixels(0.1, side), max_shift=shift_pixels(0.15, side),
+        flip=True, mix=mix, generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    return torch.cat([anchors, extra])
+
+
 def run(k: int, seed: int, names: list[str]) -> None:
     model_name = os.environ.get("TUNE_MODEL")
     data, model, anchor_images, trained = _setup(model_name)
@@ -117,12 +136,13 @@ def run(k: int, seed: int, names: list[str]) -> None:
         cand = dict(CANDIDATES[name])
         preset = cand.pop("preset", None)
         L2UL.SKIP_SLACK = cand.pop("_skip_slack", 0.25)
+        anchors = augmented(anchor_images, cand.pop("_augment", 0), cand.pop("_augment_mix", True))
         t0 = time.perf_counter()
         with ImageCounter(type(model)) as seen:
             result = amnesiac.unlearn(
                 model,
                 forget=f,
-                surrogate=anchor_images,
+                surrogate=anchors,
                 preset=preset,
                 precision="bf16",
                 seed=0,
