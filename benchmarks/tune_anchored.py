@@ -31,7 +31,9 @@ import torch
 
 import amnesiac
 from amnesiac.bench.speed import ImageCounter
+from amnesiac.methods.base import Unlearner
 from amnesiac.methods.l2ul import L2UL, shift_pixels
+from amnesiac.methods.schedule import heal_lr_factor
 from amnesiac.ops.proxy import forget_proxies
 
 # round 1 ran on the defaults of the day, with the MAS penalty on under anchors
@@ -83,6 +85,9 @@ CANDIDATES: dict[str, dict] = {
     # trained per step stay the same
     "aug4000": {"_augment": 4000},
     "aug4000nomix": {"_augment": 4000, "_augment_mix": False},
+    # round 10: the steps before D_f is first forgotten at twice the learning rate, the heal
+    # decaying from the default one
+    "lr2e-3+heal1e-3": {"lr": 2e-3, "_heal_from": 1e-3},
 }
 HERE = Path(__file__).parent
 
@@ -111,6 +116,22 @@ def forget_and_validation(data, trained: torch.Tensor, k: int, seed: int) -> tup
     return (data.train_x[forget], data.train_y[forget]), (data.train_x[val], data.train_y[val])
 
 
+heal_from: list[float | None] = [None]
+_template_heal_lr = Unlearner._heal_lr
+
+
+def _heal_lr(self: Unlearner, opt: torch.optim.Optimizer, step: int) -> None:
+    """The template's heal schedule, decaying from ``heal_from[0]`` when set instead of ``lr``."""
+    _template_heal_lr(self, opt, step)
+    if heal_from[0] is not None and self._first_forgotten is not None:
+        factor = heal_lr_factor(step - self._first_forgotten, self.heal_steps, self.heal_schedule)
+        for group in opt.param_groups:
+            group["lr"] = heal_from[0] * factor
+
+
+Unlearner._heal_lr = _heal_lr  # type: ignore[method-assign]
+
+
 def augmented(anchors: torch.Tensor, n: int, mix: bool) -> torch.Tensor:
     """``anchors`` and ``n`` copies made from them as l2ul makes forget-set proxies (shifted by
     3-4 pixels and flipped; with ``mix``, half of them mixtures of two), seeded."""
@@ -136,6 +157,7 @@ def run(k: int, seed: int, names: list[str]) -> None:
         cand = dict(CANDIDATES[name])
         preset = cand.pop("preset", None)
         L2UL.SKIP_SLACK = cand.pop("_skip_slack", 0.25)
+        heal_from[0] = cand.pop("_heal_from", None)
         anchors = augmented(anchor_images, cand.pop("_augment", 0), cand.pop("_augment_mix", True))
         t0 = time.perf_counter()
         with ImageCounter(type(model)) as seen:
