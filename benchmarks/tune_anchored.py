@@ -88,6 +88,11 @@ CANDIDATES: dict[str, dict] = {
     # round 10: the steps before D_f is first forgotten at twice the learning rate, the heal
     # decaying from the default one
     "lr2e-3+heal1e-3": {"lr": 2e-3, "_heal_from": 1e-3},
+    # round 11 (anchored_lr=2e-3 now the default): with few anchors, the set grown by copies
+    # of itself (anchored_augment_to) to 2,000 or 4,500 images, against none
+    "r11": {},
+    "augto2000": {"anchored_augment_to": 2000},
+    "augto4500": {"anchored_augment_to": 4500},
 }
 HERE = Path(__file__).parent
 

@@ -45,6 +45,10 @@ CANDIDATES: dict[str, dict] = {
         "anchored_heal_steps": 150,
         "anchored_heal_schedule": "constant",
     },
+    # anchored_lr=2e-3 (the default since; "A+cos100" rows ran at 1e-3), and the 150 anchors
+    # grown to 2,000 images by shifted/flipped/mixed copies (anchored_augment_to)
+    "A+lr2e-3": {"surrogate": "test:0:150"},
+    "A+augto2000": {"surrogate": "test:0:150", "anchored_augment_to": 2000},
 }
 
 

@@ -190,8 +190,8 @@ def test_near_fraction_draws_anchors_from_those_nearest_the_forget_set(tiny_mode
 
 
 def test_the_anchored_heal_decays_the_learning_rate_along_a_cosine(tiny_model, digits) -> None:
-    """With anchors the heal's steps run at lr times heal_lr_factor (1 down toward 0); without
-    anchors the default heal keeps lr."""
+    """With anchors the run trains at anchored_lr and the heal's steps at anchored_lr times
+    heal_lr_factor (1 down toward 0); without anchors the default heal keeps lr."""
     from amnesiac.methods.schedule import heal_lr_factor
 
     idx = amnesiac.parse_forget("random:8:0", digits.train_y)
@@ -216,8 +216,9 @@ def test_the_anchored_heal_decays_the_learning_rate_along_a_cosine(tiny_model, d
         assert result.forgotten and first is not None and result.steps >= first + 12
         # past the heal's end (an instance short of the objective there), the full rate again
         after = result.steps - first - 12
-        heal = [1e-3 * heal_lr_factor(h, 12, schedule) for h in range(12)]
-        assert lrs == [1e-3] * first + heal + [1e-3] * after
+        lr = 2e-3 if anchors is not None else 1e-3  # anchored_lr in lr's place with anchors
+        heal = [lr * heal_lr_factor(h, 12, schedule) for h in range(12)]
+        assert lrs == [lr] * first + heal + [lr] * after
         assert (min(lrs[first:]) < 1e-4) == (schedule == "cosine")
 
 
@@ -228,3 +229,56 @@ def test_a_heal_schedule_without_a_heal_is_refused() -> None:
         amnesiac.make_config("l2ul", anchored_heal_steps=0, anchored_heal_schedule="constant")
     with pytest.raises(amnesiac.InvalidSettingsError, match="set heal_steps > 0"):
         amnesiac.make_config("l2ul", heal_steps=0, heal_schedule="cosine")
+
+
+def test_augment_to_keeps_the_images_and_adds_copies_up_to_n() -> None:
+    from amnesiac.ops import augment_to
+
+    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    grown = augment_to(x, 12, min_shift=1, max_shift=1, generator=torch.Generator().manual_seed(1))
+    assert grown.shape == (12, 1, 8, 8)
+    assert torch.equal(grown[:5], x)
+    # the copies are new images: none equals an anchor
+    assert not any(torch.equal(c, a) for c in grown[5:] for a in x)
+    assert augment_to(x, 5) is x and augment_to(x, 3) is x and augment_to(x, 0) is x
+    empty = x[:0]
+    assert augment_to(empty, 10) is empty
+
+
+def test_anchored_augment_to_grows_only_a_smaller_anchor_set(tiny_model, digits) -> None:
+    idx = amnesiac.parse_forget("random:8:3", digits.train_y)
+    x, y = digits.train_x[idx], digits.train_y[idx]
+    for n_anchors, augment, expected in ((50, 300, 300), (50, 0, 50), (400, 300, 400)):
+        data = UnlearnData(x, y, None, None, None, 10, digits.test_x[:n_anchors])
+        config = amnesiac.make_config("l2ul", anchored_augment_to=augment, **FAST)
+        method = L2UL(config)
+        method.prepare(tiny_model, tiny_model.eval(), data)
+        assert method.proxy_x is not None and method.proxy_logits is not None
+        assert len(method.proxy_x) == len(method.proxy_logits) == expected
+        assert torch.equal(method.proxy_x[:n_anchors], data.surrogate_x)
+
+
+def test_anchored_lr_replaces_lr_with_anchors_only(tiny_model, forget8, digits, caplog) -> None:
+    import logging
+
+    import pytest
+
+    with pytest.raises(amnesiac.InvalidSettingsError, match="anchored_lr must be > 0"):
+        amnesiac.make_config("l2ul", anchored_lr=0.0)
+    fast = {"max_steps": 3, "stop": "budget", "seed": 0, "shrink_steps": 0}
+    sur = digits.test_x[:64]
+    # the same run whatever the other setting: lr without anchors, anchored_lr with them
+    a = amnesiac.unlearn(tiny_model, forget=forget8, lr=5e-3, anchored_lr=1e-9, **fast)
+    b = amnesiac.unlearn(tiny_model, forget=forget8, lr=5e-3, anchored_lr=1.0, **fast)
+    c = amnesiac.unlearn(tiny_model, forget=forget8, surrogate=sur, anchored_lr=5e-3, **fast)
+    with caplog.at_level(logging.WARNING, logger="amnesiac"):
+        d = amnesiac.unlearn(tiny_model, forget=forget8, surrogate=sur, lr=1.0, **fast)
+    assert "lr act only without anchors; with anchors set anchored_lr" in caplog.text
+    same = zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True)
+    assert all(torch.equal(p, q) for p, q in same)
+    moved = zip(c.model.state_dict().values(), tiny_model.state_dict().values(), strict=True)
+    assert any(not torch.equal(p, q) for p, q in moved)
+    # d ran at the default anchored_lr, not at lr=1.0: the default run's weights
+    e = amnesiac.unlearn(tiny_model, forget=forget8, surrogate=sur, **fast)
+    same = zip(d.model.state_dict().values(), e.model.state_dict().values(), strict=True)
+    assert all(torch.equal(p, q) for p, q in same)

@@ -67,7 +67,7 @@ def test_out_of_domain_anchors_do_not_diverge_with_the_bound(tiny_model, forget8
     # every step small, so the run ends with finite weights (and its history says it clipped)
     noise = torch.rand(200, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     result = amnesiac.unlearn(
-        tiny_model, forget=forget8, surrogate=noise, seed=0, lr=0.5, clip_grad_norm=1.0,
+        tiny_model, forget=forget8, surrogate=noise, seed=0, anchored_lr=0.5, clip_grad_norm=1.0,
         max_steps=50, stop="budget", shrink_steps=0,
     )  # fmt: skip
     assert all(torch.isfinite(p).all() for p in result.model.parameters())

@@ -96,6 +96,10 @@ ADDED_SETTINGS: dict[str, dict[str, Any]] = {
         # stale by anchored_heal_schedule anyway), 400 under the surrogate preset, whose rows
         # stay current by this value
         "anchored_heal_steps": 400,
+        # before them, an anchored run trained at lr (1e-3 in every anchored cell) on its
+        # anchors as given
+        "anchored_lr": 1e-3,
+        "anchored_augment_to": 0,
     },
     "RandomLabelConfig": {"crop_fraction": 0.0, "flip": False},
     "AmunConfig": {"retain_sample": 0},

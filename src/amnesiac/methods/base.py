@@ -130,7 +130,8 @@ class Unlearner:
         #: The forget set's logits (float32) at the model the next step starts from, from the
         #: stop check (:func:`stop_check`); ``None`` outside a run.
         self.forget_logits: Tensor | None = None
-        #: The heal's length and learning-rate schedule, unless :meth:`prepare` sets others.
+        #: Learning rate, heal length and heal schedule, unless :meth:`prepare` sets others.
+        self.lr: float = getattr(config, "lr", 0.0)
         self.heal_steps: int = getattr(config, "heal_steps", 0)
         self.heal_schedule: str = getattr(config, "heal_schedule", "constant")
         self.seconds: dict[str, float] = {}
@@ -159,10 +160,10 @@ class Unlearner:
         parts["loss"].backward()
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        """The optimizer of the update steps: SGD with the config's momentum and weight decay."""
+        """SGD at :attr:`lr` with the config's momentum and weight decay."""
         c = self.step_config
         return torch.optim.SGD(
-            model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
+            model.parameters(), lr=self.lr, momentum=c.momentum, weight_decay=c.weight_decay
         )
 
     def step_budget(self, data: UnlearnData) -> int:
@@ -205,11 +206,10 @@ class Unlearner:
 
     def _heal_lr(self, opt: torch.optim.Optimizer, step: int) -> None:
         """In the heal, the next step's learning rate by ``heal_schedule`` (unless constant)."""
-        first = self._first_forgotten
-        if self.heal_schedule != "constant" and first is not None:
+        if self.heal_schedule != "constant" and (first := self._first_forgotten) is not None:
             factor = heal_lr_factor(step - first, self.heal_steps, self.heal_schedule)
             for group in opt.param_groups:
-                group["lr"] = self.step_config.lr * factor
+                group["lr"] = self.lr * factor
 
     # ----------------------------------------------------------------- helpers for methods
     @contextlib.contextmanager

@@ -29,7 +29,7 @@ from amnesiac.ops.importance import importance_penalty, mas_importance, normaliz
 from amnesiac.ops.losses import forget_loss, margin_hinge, runner_up, soft_cross_entropy
 from amnesiac.ops.pgd import paper_targets, pgd_l2, random_targets
 from amnesiac.ops.project import agem_project
-from amnesiac.ops.proxy import forget_proxies
+from amnesiac.ops.proxy import augment_to, forget_proxies
 
 PAPER_URL = (
     "Cha et al., Learning to Unlearn: Instance-wise Unlearning for Pre-trained "
@@ -231,15 +231,7 @@ class L2UL(Unlearner):
                     self.adv_probs = _outputs(original, self.adv_x, c.pgd_batch_size).softmax(1)
         if data.surrogate_x is not None:
             with self.phase("proxy"):
-                self.proxy_x = data.surrogate_x
-                self.proxy_logits = _outputs(original, self.proxy_x, c.pgd_batch_size)
-                if c.anchored_near_fraction > 0:
-                    per_instance = max(1, len(self.proxy_x) // (4 * len(data.forget_x)))
-                    self.near = near_anchors(
-                        batched_features(original, data.forget_x, c.pgd_batch_size),
-                        batched_features(original, self.proxy_x, c.pgd_batch_size),
-                        per_instance,
-                    ).to(self.proxy_x.device)
+                self._anchors(original, data, data.surrogate_x)
         elif c.proxy_size > 0:
             with self.phase("proxy"):
                 side = min(data.forget_x.shape[-2:])
@@ -272,6 +264,30 @@ class L2UL(Unlearner):
         self.scale_k = c.anchored_forget_scale_k if anchored else c.forget_scale_k
         self.heal_schedule = c.anchored_heal_schedule if anchored else c.heal_schedule
         self.heal_steps = c.anchored_heal_steps if anchored else c.heal_steps
+        self.lr = c.anchored_lr if anchored else c.lr
+
+    def _anchors(self, original: nn.Module, data: UnlearnData, anchors: Tensor) -> None:
+        """The anchors (grown by ``anchored_augment_to``), the original model's logits on them
+        and, with ``anchored_near_fraction``, those nearest the forget set."""
+        c = self.config
+        side = min(data.forget_x.shape[-2:])
+        self.proxy_x = augment_to(
+            anchors,
+            c.anchored_augment_to,
+            min_shift=shift_pixels(c.proxy_min_shift, side),
+            max_shift=shift_pixels(c.proxy_max_shift, side),
+            flip=c.proxy_flip,
+            mix=c.proxy_mix,
+            generator=self.generator,
+        )
+        self.proxy_logits = _outputs(original, self.proxy_x, c.pgd_batch_size)
+        if c.anchored_near_fraction > 0:
+            per_instance = max(1, len(self.proxy_x) // (4 * len(data.forget_x)))
+            self.near = near_anchors(
+                batched_features(original, data.forget_x, c.pgd_batch_size),
+                batched_features(original, self.proxy_x, c.pgd_batch_size),
+                per_instance,
+            ).to(self.proxy_x.device)
 
     def loss(self, model: nn.Module, data: UnlearnData, step: int) -> dict[str, Tensor]:
         c = self.config

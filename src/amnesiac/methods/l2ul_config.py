@@ -138,6 +138,18 @@ class L2ULConfig(StepConfig):
         proxy_flip: Mirror half of the shifted proxies left-right.
         proxy_mix: Make half of the proxies mixtures of two forget images.
         proxy_weight: Weight of the proxy distillation term.
+        anchored_lr: ``lr`` in its place when ``surrogate=`` anchors are given (the heal's
+            schedule decays from it). The steps before D_f is first forgotten are most of the
+            images trained at k >= 128; at twice the rate they are fewer, and the anchors hold
+            the model as well. On the forget-ready model (validation, seeds 100-102,
+            ``benchmarks/tune_anchored.py``, ``lr2e-3`` against ``cos100``) the drop was
+            1.49 against 1.49 at k=128 from 47,400 images trained against 60,400, and 0.49
+            against 0.37 at k=32 from 19,800 against 22,200; at 3e-3, 1.57 and 0.60.
+        anchored_augment_to: With fewer ``surrogate=`` anchors than this, the anchor set is
+            grown to this many images by copies made from the anchors as forget-set proxies
+            are (``proxy_min_shift`` to ``proxy_max_shift``, ``proxy_flip``, ``proxy_mix``;
+            :func:`amnesiac.ops.augment_to`); the images trained per step stay the same
+            (0: off).
         proxy_loss: How proxies are held to the original model: ``"kl"`` (KL divergence of the
             output distributions) or ``"logit_mse"`` (mean squared difference of the logits;
             measured worse on the validation split: at weight 10 it diverged, at weight 1 it
@@ -185,6 +197,8 @@ class L2ULConfig(StepConfig):
     proxy_mix: bool = True
     proxy_weight: float = 10.0
     proxy_loss: Literal["kl", "logit_mse"] = "kl"
+    anchored_lr: float = 2e-3
+    anchored_augment_to: int = 0
     clip_grad_norm: float = 20.0
 
     ANCHORED_ONLY: ClassVar[tuple[str, ...]] = (
@@ -194,8 +208,11 @@ class L2ULConfig(StepConfig):
         "anchored_near_fraction",
         "anchored_heal_schedule",
         "anchored_heal_steps",
+        "anchored_lr",
+        "anchored_augment_to",
     )
     FORGET_ONLY: ClassVar[tuple[str, ...]] = (
+        "lr",
         "reg_weight",
         "forget_scale_k",
         "spread_targets",
@@ -233,6 +250,7 @@ class L2ULConfig(StepConfig):
             "anchored_forget_scale_k",
             "forget_escalate_steps",
             "anchored_heal_steps",
+            "anchored_augment_to",
         ):
             if getattr(self, name) < 0:
                 out.append(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -241,6 +259,8 @@ class L2ULConfig(StepConfig):
                 "proxy_min_shift and proxy_max_shift are fractions of the image side in "
                 f"[0, 0.5], got {self.proxy_min_shift} and {self.proxy_max_shift}"
             )
+        if not self.anchored_lr > 0:
+            out.append(f"anchored_lr must be > 0, got {self.anchored_lr}")
         if not 0 <= self.anchored_near_fraction <= 1:
             out.append(
                 f"anchored_near_fraction must be in [0, 1], got {self.anchored_near_fraction}"

@@ -81,3 +81,28 @@ def forget_proxies(
     lam = lam[:, None, None, None]
     mixed = lam * x[i.to(x.device)] + (1 - lam) * x[j.to(x.device)]
     return torch.cat([shifted, mixed])
+
+
+def augment_to(
+    x: Tensor,
+    n: int,
+    *,
+    min_shift: int = 3,
+    max_shift: int = 4,
+    flip: bool = True,
+    mix: bool = True,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """``x`` followed by :func:`forget_proxies` made from it, ``n`` images in all; ``x`` itself
+    when it has ``n`` or more (or none).
+
+    Shape:
+        ``x``: ``(K, C, H, W)`` in [0, 1]; returns ``(max(K, n), C, H, W)`` (``K`` when 0).
+    """
+    if n <= len(x) or len(x) == 0:
+        return x
+    extra = forget_proxies(
+        x, n - len(x), min_shift=min_shift, max_shift=max_shift, flip=flip, mix=mix,
+        generator=generator,
+    )  # fmt: skip
+    return torch.cat([x, extra])
