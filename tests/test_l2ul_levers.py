@@ -173,7 +173,7 @@ def test_near_fraction_draws_anchors_from_those_nearest_the_forget_set(tiny_mode
     x, y = digits.train_x[idx], digits.train_y[idx]
     anchors = digits.test_x[:200]
     data = UnlearnData(x, y, None, None, None, 10, anchors)
-    settings = {**FAST, "proxy_batch_size": 32}
+    settings = {**FAST, "proxy_batch_size": 32, "anchored_augment_to": 0}
     half = L2UL(amnesiac.make_config("l2ul", anchored_near_fraction=0.5, **settings))
     half.prepare(tiny_model, tiny_model.eval(), data)
     assert half.near is not None
@@ -181,7 +181,8 @@ def test_near_fraction_draws_anchors_from_those_nearest_the_forget_set(tiny_mode
     batch = half._anchor_batch()
     assert len(batch) == 32
     assert torch.isin(batch[:16], half.near).all()
-    # uniform by default: no near set, and the draw is the one it always was
+    # uniform by default: no near set, and the draw is the one it always was (the anchors as
+    # given: none added)
     plain = L2UL(amnesiac.make_config("l2ul", **settings))
     plain.prepare(tiny_model, tiny_model.eval(), data)
     assert plain.near is None

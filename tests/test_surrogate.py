@@ -34,12 +34,18 @@ def test_as_images_takes_tensors_arrays_pairs_and_datasets() -> None:
 def test_l2ul_anchors_on_the_surrogate_images_instead_of_proxies(tiny_model, forget8, digits):
     x, y = forget8
     sur = digits.test_x[:50]
-    method = L2UL(amnesiac.make_config("l2ul"))
+    method = L2UL(amnesiac.make_config("l2ul", anchored_augment_to=0))
     data = UnlearnData(x, y, None, None, None, 10, surrogate_x=sur)
     method.prepare(tiny_model, tiny_model, data)
     assert method.proxy_x is sur  # the anchors are the caller's images, not forget proxies
     assert method.proxy_logits is not None
     assert torch.allclose(method.proxy_logits, tiny_model.eval()(sur), atol=1e-5)
+    # by default a set this small is grown by copies of itself, never of the forget images
+    grown = L2UL(amnesiac.make_config("l2ul"))
+    grown.prepare(tiny_model, tiny_model, data)
+    assert grown.proxy_x is not None and len(grown.proxy_x) == 2000
+    assert torch.equal(grown.proxy_x[:50], sur)
+    assert not any(torch.equal(p, f) for p in grown.proxy_x for f in x)
 
 
 def test_unlearn_with_a_surrogate_forgets_and_keeps_inputs(tiny_model, forget8, digits) -> None:
