@@ -246,7 +246,9 @@ def test_attach_anchors_makes_a_model_forget_ready(digits, tmp_path, capsys) -> 
     args = ["unlearn", "--dataset", "digits", "--model", str(out), "--forget", "random:4:0"]
     assert main([*args, *FAST]) == 0
     printed = capsys.readouterr().out
-    assert "anchors: 100 attached images; D_test: the 350 test images outside them" in printed
+    grown = "grown to 2,000 by shifted, flipped and mixed copies of them"
+    assert "D_test: the 350 test images outside them" in printed
+    assert f"anchors: 100 attached images ({grown}" in printed
 
 
 def _no_file(path: Path) -> bool:
@@ -334,7 +336,9 @@ def test_continual_takes_the_model_anchors_and_surrogate(ready, digits, tmp_path
     shipped = ["continual", "--dataset", "digits", "--rounds", "1", "--per-round", "3"]
     shipped += ["--surrogate", "digits:test:0:100", "--out", str(tmp_path / "s"), *FAST]
     assert main(shipped) == 0
-    assert "anchors: 100 images from digits:test:0:100; D_test: the 350" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "anchors: 100 images from digits:test:0:100 (grown to 2,000 by" in printed
+    assert "uses them as given); D_test: the 350" in printed
 
 
 def test_ledger_record_refuses_a_model_without_the_request_anchors(ready, digits, tmp_path) -> None:
@@ -434,3 +438,18 @@ def test_a_forget_only_setting_given_with_anchors_is_named_in_a_warning(
             tiny_model, forget=forget8, surrogate=sur, heal_steps=5, anchored_heal_steps=5, **fast
         )
     assert "act only without anchors" not in caplog.text
+
+
+def test_the_anchors_line_says_when_the_method_grows_the_set() -> None:
+    from amnesiac.cli.common import anchors_line
+
+    grows = amnesiac.make_config("l2ul")
+    plain = amnesiac.make_config("l2ul", anchored_augment_to=0)
+    line = anchors_line("500 reserved images", 500, grows, 10000)
+    assert line.startswith("anchors: 500 reserved images (grown to 2,000 by shifted")
+    assert line.endswith("; D_test: the 10000 test images outside them")
+    for n, config in ((2000, grows), (5000, grows), (500, plain)):
+        line = anchors_line("some images", n, config, 10)
+        assert line == "anchors: some images; D_test: the 10 test images outside them"
+    # a method without the setting never grows its anchors
+    assert "grown" not in anchors_line("x", 5, amnesiac.make_config("neg_grad"), 10)

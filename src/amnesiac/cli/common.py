@@ -90,6 +90,19 @@ def run_anchors(
     return found.images, found.description, attached
 
 
+def anchors_line(described: str, n_images: int, config: amnesiac.UnlearnConfig, n_test: int) -> str:
+    """The line that says what a run's anchors are (and, where the method grows a small set by
+    copies of itself, to how many) and what D_test is then."""
+    grow = getattr(config, "anchored_augment_to", 0)
+    grown = (
+        f" (grown to {grow:,} by shifted, flipped and mixed copies of them; "
+        "anchored_augment_to=0 uses them as given)"
+        if 0 < n_images < grow
+        else ""
+    )
+    return f"anchors: {described}{grown}; D_test: the {n_test} test images outside them"
+
+
 def check_fit(ckpt: Checkpoint, data: Splits, source: str) -> None:
     """Raise :class:`CheckpointError` unless the model takes the dataset's images and classes."""
     meta = ckpt.meta

@@ -15,6 +15,7 @@ from amnesiac._io import atomic_write_bytes, atomic_write_text, check_writable
 from amnesiac.cli.common import (
     MODEL_HELP,
     CLIError,
+    anchors_line,
     check_fit,
     fmt,
     held_out_test,
@@ -193,7 +194,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     surrogate, described, spec = run_anchors(args, data, info, ckpt.meta.get("anchors"))
     test = held_out_test(data, spec)
     if described:
-        print(f"anchors: {described}; D_test: the {len(test[1])} test images outside them")
+        n = 0 if surrogate is None else len(surrogate)
+        print(anchors_line(described, n, config, len(test[1])))
     rows = run_continual(
         ckpt.model,
         data,

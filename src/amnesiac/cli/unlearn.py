@@ -15,6 +15,7 @@ from amnesiac._io import atomic_write_bytes, check_writable
 from amnesiac.cli.common import (
     MODEL_HELP,
     CLIError,
+    anchors_line,
     check_fit,
     fmt,
     held_out_test,
@@ -226,7 +227,12 @@ def _print_outcome(
 
 
 def _announce(
-    args: argparse.Namespace, data: Splits, sets: RunSets, info: MethodInfo, source: str
+    args: argparse.Namespace,
+    data: Splits,
+    sets: RunSets,
+    info: MethodInfo,
+    source: str,
+    config: amnesiac.UnlearnConfig,
 ) -> None:
     """What the run forgets, from which model, and with which anchors (or what it costs
     without them)."""
@@ -241,7 +247,8 @@ def _announce(
             f"model never trained on; they leave its anchor set ({left:,} left)"
         )
     if sets.anchors is not None:
-        print(f"anchors: {sets.anchors}; D_test: the {len(sets.test[1])} test images outside them")
+        n = 0 if sets.surrogate is None else len(sets.surrogate)
+        print(anchors_line(sets.anchors, n, config, len(sets.test[1])))
         return
     cost = forget_only_cost(info.cls, len(sets.forget))
     if cost is not None:
@@ -304,7 +311,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             f"training); method {args.method!r} runs in one process: start it without torchrun"
         )
     sets = _sets(args, data, ckpt, rows, info)
-    _announce(args, data, sets, info, source)
+    _announce(args, data, sets, info, source, config)
     t0 = time.perf_counter()
     model_sha = file_sha256(_input_path(args, data.name))
     before, test_pred = before_evaluation(
