@@ -429,6 +429,32 @@ def test_heal_steps_continue_past_the_first_forgotten_step(tiny_model, forget8) 
     assert healed.forgotten
 
 
+def test_the_template_leaves_the_learning_rate_of_a_method_without_a_heal_schedule(
+    tiny_model, forget8
+) -> None:
+    """The heal's schedule is the template's, but only a method with ``heal_schedule`` set
+    (l2ul) has its rate changed; another keeps its optimizer's rate through the heal."""
+    from amnesiac.methods.base import UnlearnData, get_method
+
+    cls = get_method("relabel").cls
+    lrs: list[float] = []
+
+    class Recording(cls):  # type: ignore[valid-type,misc]
+        def make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+            self.opt = super().make_optimizer(model)
+            return self.opt
+
+    method = Recording(amnesiac.make_config("relabel", lr=0.05, max_steps=300, heal_steps=5))
+    assert method.heal_schedule == "constant"
+    data = UnlearnData(*forget8, None, None, None, 10)
+    result = method.unlearn(
+        tiny_model, data, callback=lambda _: lrs.append(method.opt.param_groups[0]["lr"])
+    )
+    assert result.forgotten and method._first_forgotten is not None
+    assert result.steps >= method._first_forgotten + 5
+    assert lrs == [0.05] * result.steps
+
+
 @pytest.mark.parametrize("name", ["l2ul", "l2ul_adv", "l2ul_imp"])
 def test_paper_preset_pins_every_setting(name: str) -> None:
     """A change of the defaults must never change what ``preset="paper"`` runs."""
