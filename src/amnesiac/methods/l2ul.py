@@ -241,13 +241,7 @@ class L2UL(Unlearner):
             with self.phase("proxy"):
                 side = min(data.forget_x.shape[-2:])
                 self.proxy_x = forget_proxies(
-                    data.forget_x,
-                    c.proxy_size,
-                    min_shift=shift_pixels(c.proxy_min_shift, side),
-                    max_shift=shift_pixels(c.proxy_max_shift, side),
-                    flip=c.proxy_flip,
-                    mix=c.proxy_mix,
-                    generator=self.generator,
+                    data.forget_x, c.proxy_size, **self._copy_settings(side)
                 )
                 self.proxy_logits = _outputs(original, self.proxy_x, c.pgd_batch_size)
         self._resolve_anchored(anchored)
@@ -271,20 +265,24 @@ class L2UL(Unlearner):
         self.heal_steps = c.anchored_heal_steps if anchored else c.heal_steps
         self.lr = c.anchored_lr if anchored else c.lr
 
+    def _copy_settings(self, side: int) -> dict[str, Any]:
+        """How forget-set proxies and anchor copies are made from images ``side`` pixels on
+        their shorter side: shifts in whole pixels, flips, mixtures, the run's generator."""
+        c = self.config
+        return {
+            "min_shift": shift_pixels(c.proxy_min_shift, side),
+            "max_shift": shift_pixels(c.proxy_max_shift, side),
+            "flip": c.proxy_flip,
+            "mix": c.proxy_mix,
+            "generator": self.generator,
+        }
+
     def _anchors(self, original: nn.Module, data: UnlearnData, anchors: Tensor) -> None:
         """The anchors (grown by ``anchored_augment_to``), the original model's logits on them
         and, with ``anchored_near_fraction``, those nearest the forget set."""
         c = self.config
         side = min(data.forget_x.shape[-2:])
-        self.proxy_x = augment_to(
-            anchors,
-            c.anchored_augment_to,
-            min_shift=shift_pixels(c.proxy_min_shift, side),
-            max_shift=shift_pixels(c.proxy_max_shift, side),
-            flip=c.proxy_flip,
-            mix=c.proxy_mix,
-            generator=self.generator,
-        )
+        self.proxy_x = augment_to(anchors, c.anchored_augment_to, **self._copy_settings(side))
         self.proxy_logits = _outputs(original, self.proxy_x, c.pgd_batch_size)
         if c.anchored_near_fraction > 0:
             per_instance = max(1, len(self.proxy_x) // (4 * len(data.forget_x)))
