@@ -21,12 +21,10 @@ from __future__ import annotations
 import json
 import math
 import sys
-import time
 
-from tune_anchored import _setup, forget_and_validation  # beside this script
+from tune_anchored import _setup, forget_and_validation, measure  # beside this script
 
 import amnesiac
-from amnesiac.bench.speed import ImageCounter
 from amnesiac.methods.base import Unlearner
 from amnesiac.methods.l2ul import L2UL
 
@@ -58,19 +56,8 @@ def main() -> None:
     for seed in seeds:
         f, v = forget_and_validation(data, trained, k, seed)
         before = amnesiac.evaluate(model, forget=f, test=v)
-        t0 = time.perf_counter()
-        with ImageCounter(type(model)) as seen:
-            res = amnesiac.unlearn(
-                model, forget=f, surrogate=anchors, precision="bf16", seed=0,
-                **heal_settings, **extra,
-            )  # fmt: skip
-        seconds = time.perf_counter() - t0
-        after = amnesiac.evaluate(res.model, forget=f, test=v)
-        row = {
-            "name": name, "k": k, "seed": seed, "forget_acc": after["forget_acc"],
-            "val_drop": before["test_acc"] - after["test_acc"], "steps": res.steps,
-            "seconds": seconds, "trained": seen.trained, "inferred": seen.inferred,
-        }  # fmt: skip
+        row = measure(model, f, v, before, anchors, **heal_settings, **extra)
+        row = {"name": name, "k": k, "seed": seed, **row}
         print(json.dumps(row), flush=True)
 
 

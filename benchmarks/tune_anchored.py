@@ -150,6 +150,24 @@ def augmented(anchors: torch.Tensor, n: int, mix: bool) -> torch.Tensor:
     return torch.cat([anchors, extra])
 
 
+def measure(model, f: tuple, v: tuple, before: dict, anchors: torch.Tensor, **settings) -> dict:
+    """One bf16 run of ``l2ul`` on the forget set ``f`` with ``anchors`` (seed 0) and what it
+    measured: D_f accuracy after, the drop on the validation split ``v`` from ``before``, steps,
+    seconds and the images it trained and inferred."""
+    t0 = time.perf_counter()
+    with ImageCounter(type(model)) as seen:
+        result = amnesiac.unlearn(
+            model, forget=f, surrogate=anchors, precision="bf16", seed=0, **settings
+        )
+    seconds = time.perf_counter() - t0
+    after = amnesiac.evaluate(result.model, forget=f, test=v)
+    return {
+        "forget_acc": after["forget_acc"], "val_drop": before["test_acc"] - after["test_acc"],
+        "steps": result.steps, "seconds": seconds, "trained": seen.trained,
+        "inferred": seen.inferred, "threads": torch.get_num_threads(),
+    }  # fmt: skip
+
+
 def run(k: int, seed: int, names: list[str]) -> None:
     model_name = os.environ.get("TUNE_MODEL")
     data, model, anchor_images, trained = _setup(model_name)
@@ -164,25 +182,8 @@ def run(k: int, seed: int, names: list[str]) -> None:
         L2UL.SKIP_SLACK = cand.pop("_skip_slack", 0.25)
         heal_from[0] = cand.pop("_heal_from", None)
         anchors = augmented(anchor_images, cand.pop("_augment", 0), cand.pop("_augment_mix", True))
-        t0 = time.perf_counter()
-        with ImageCounter(type(model)) as seen:
-            result = amnesiac.unlearn(
-                model,
-                forget=f,
-                surrogate=anchors,
-                preset=preset,
-                precision="bf16",
-                seed=0,
-                **cand,
-            )
-        seconds = time.perf_counter() - t0
-        after = amnesiac.evaluate(result.model, forget=f, test=v)
-        row = {
-            "name": name, "k": k, "seed": seed, "forget_acc": after["forget_acc"],
-            "val_drop": before["test_acc"] - after["test_acc"], "steps": result.steps,
-            "seconds": seconds, "trained": seen.trained, "inferred": seen.inferred,
-            "threads": torch.get_num_threads(),
-        }  # fmt: skip
+        row = measure(model, f, v, before, anchors, preset=preset, **cand)
+        row = {"name": name, "k": k, "seed": seed, **row}
         if model_name:
             row["model"] = model_name
         if n_anchors:
