@@ -15,6 +15,7 @@ from amnesiac.data import Splits, load_dataset, load_surrogate, surrogate_test_r
 from amnesiac.errors import AmnesiacError, CheckpointError
 from amnesiac.methods.base import MethodInfo, accepting
 from amnesiac.models import Checkpoint, load_checkpoint, pretrained_path
+from amnesiac.ops.proxy import augmented_size
 
 PROG = "amnesiac"
 
@@ -93,11 +94,11 @@ def run_anchors(
 def anchors_line(described: str, n_images: int, config: amnesiac.UnlearnConfig, n_test: int) -> str:
     """The line that says what a run's anchors are (and, where the method grows a small set by
     copies of itself, to how many) and what D_test is then."""
-    grow = getattr(config, "anchored_augment_to", 0)
+    size = augmented_size(n_images, getattr(config, "anchored_augment_to", 0))
     grown = (
-        f" (grown to {grow:,} by shifted, flipped and mixed copies of them; "
+        f" (grown to {size:,} by shifted, flipped and mixed copies of them; "
         "anchored_augment_to=0 uses them as given)"
-        if 0 < n_images < grow
+        if size > n_images
         else ""
     )
     return f"anchors: {described}{grown}; D_test: the {n_test} test images outside them"

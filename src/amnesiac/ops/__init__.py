@@ -25,12 +25,13 @@ from amnesiac.ops.nearest_adv import nearest_adversarial
 from amnesiac.ops.pgd import paper_targets, pgd_l2, random_targets
 from amnesiac.ops.precision import autocast
 from amnesiac.ops.project import agem_project
-from amnesiac.ops.proxy import augment_to, forget_proxies, shift_images
+from amnesiac.ops.proxy import augment_to, augmented_size, forget_proxies, shift_images
 from amnesiac.ops.shrink import shrink_update
 
 __all__ = [
     "agem_project",
     "augment_to",
+    "augmented_size",
     "autocast",
     "boundary_distances",
     "channels_last_copy",

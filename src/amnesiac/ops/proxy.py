@@ -83,6 +83,17 @@ def forget_proxies(
     return torch.cat([shifted, mixed])
 
 
+def augmented_size(k: int, n: int) -> int:
+    """How many images :func:`augment_to` returns for ``k`` images and a target of ``n``: ``n``
+    when ``0 < k < n``, else ``k`` (a set that large, or none, is left as it is).
+
+    Example:
+        >>> augmented_size(500, 2000), augmented_size(5000, 2000), augmented_size(0, 2000)
+        (2000, 5000, 0)
+    """
+    return n if 0 < k < n else k
+
+
 def augment_to(
     x: Tensor,
     n: int,
@@ -99,7 +110,7 @@ def augment_to(
     Shape:
         ``x``: ``(K, C, H, W)`` in [0, 1]; returns ``(max(K, n), C, H, W)`` (``K`` when 0).
     """
-    if n <= len(x) or len(x) == 0:
+    if augmented_size(len(x), n) == len(x):
         return x
     extra = forget_proxies(
         x, n - len(x), min_shift=min_shift, max_shift=max_shift, flip=flip, mix=mix,
