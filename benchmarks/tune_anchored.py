@@ -9,7 +9,9 @@ is under bfloat16 autocast, as the benchmark grids run, and counts the images th
 
 Run: ``python benchmarks/tune_anchored.py K SEED [SEED ...]
 >> benchmarks/tune_anchored_results.jsonl``
-(``TUNE_ONLY`` names candidates, comma-separated; ``TUNE_ANCHORS=N`` keeps the first N anchors);
+(``TUNE_ONLY`` names candidates, comma-separated; ``TUNE_ANCHORS=N`` keeps the first N anchors;
+``TUNE_PRECISION=fp32`` runs in float32, for a CPU that only emulates bfloat16; rows then carry
+``precision``);
 ``--report`` prints the table of means.
 
 ``TUNE_MODEL=plaincnn_nobn`` (or ``plaincnn``) tunes on the Fashion-MNIST plain CNN of the arch
@@ -93,8 +95,14 @@ CANDIDATES: dict[str, dict] = {
     "r11": {},
     "augto2000": {"anchored_augment_to": 2000},
     "augto4500": {"anchored_augment_to": 4500},
+    # round 12 (on an AVX2-only CPU, so in float32: TUNE_PRECISION=fp32): the anchored heal
+    # ended by a check of a held-out tenth of the anchors every 10 steps (the defaults at the
+    # time, ``hstop``) against the fixed 100 steps on every anchor
+    "fixed100": {"anchored_heal_patience": 0},
+    "hstop": {},
 }
 HERE = Path(__file__).parent
+PRECISION = os.environ.get("TUNE_PRECISION", "bf16")
 
 
 def _setup(model: str | None):
@@ -151,13 +159,14 @@ def augmented(anchors: torch.Tensor, n: int, mix: bool) -> torch.Tensor:
 
 
 def measure(model, f: tuple, v: tuple, before: dict, anchors: torch.Tensor, **settings) -> dict:
-    """One bf16 run of ``l2ul`` on the forget set ``f`` with ``anchors`` (seed 0) and what it
+    """One run of ``l2ul`` (bf16 unless ``TUNE_PRECISION`` says otherwise) on the forget set
+    ``f`` with ``anchors`` (seed 0) and what it
     measured: D_f accuracy after, the drop on the validation split ``v`` from ``before``, steps,
     seconds and the images it trained and inferred."""
     t0 = time.perf_counter()
     with ImageCounter(type(model)) as seen:
         result = amnesiac.unlearn(
-            model, forget=f, surrogate=anchors, precision="bf16", seed=0, **settings
+            model, forget=f, surrogate=anchors, precision=PRECISION, seed=0, **settings
         )
     seconds = time.perf_counter() - t0
     after = amnesiac.evaluate(result.model, forget=f, test=v)
@@ -188,6 +197,8 @@ def run(k: int, seed: int, names: list[str]) -> None:
             row["model"] = model_name
         if n_anchors:
             row["anchors"] = n_anchors
+        if PRECISION != "bf16":
+            row["precision"] = PRECISION
         print(json.dumps(row), flush=True)
 
 
@@ -197,6 +208,7 @@ def report(path: Path = HERE / "tune_anchored_results.jsonl") -> None:
     for r in rows:
         name = f"{r['model']}: {r['name']}" if "model" in r else r["name"]
         name += f" ({r['anchors']} anchors)" if "anchors" in r else ""
+        name += f" [{r['precision']}]" if "precision" in r else ""
         groups[(name, r["k"])].append(r)
     print("| candidate | k | seeds | val drop (mean / max) | D_f right | steps | s | trained |")
     print("|---|---|---|---|---|---|---|---|")

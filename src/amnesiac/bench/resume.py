@@ -79,7 +79,13 @@ def append_row(path: Path, row: BenchRow | dict[str, Any]) -> None:
 ADDED_SETTINGS: dict[str, dict[str, Any]] = {
     # the rescue acts only on a run that diverged, and such a run's row failed: a row that
     # ended well ran exactly as it would with the rescue
-    "StepConfig": {"clip_grad_norm": 0.0, "rescue_clip_grad_norm": 20.0, "heal_patience": 0},
+    "StepConfig": {
+        "clip_grad_norm": 0.0,
+        "rescue_clip_grad_norm": 20.0,
+        "heal_patience": 0,
+        "heal_check_every": 10,
+        "heal_min_gain": 0.0,
+    },
     "L2ULConfig": {
         "forget_scale_k": 0,
         "forget_escalate_steps": 0,
@@ -100,6 +106,10 @@ ADDED_SETTINGS: dict[str, dict[str, Any]] = {
         # anchors as given
         "anchored_lr": 1e-3,
         "anchored_augment_to": 0,
+        # before it, the anchored heal always ran its anchored_heal_steps; the holdout acts
+        # only with it, so any value reproduces those runs
+        "anchored_heal_patience": 0,
+        "anchored_heal_holdout": 0.1,
     },
     "RandomLabelConfig": {"crop_fraction": 0.0, "flip": False},
     "AmunConfig": {"retain_sample": 0},

@@ -33,6 +33,7 @@ from amnesiac.methods.registry import (
     registered,
 )
 from amnesiac.methods.result import RunState, UnlearnData, UnlearnResult
+from amnesiac.methods.sampling import BatchSampling
 from amnesiac.methods.schedule import alternating_schedule, heal_lr_factor, passes_to_steps
 from amnesiac.methods.settings import Objective, StepConfig, UnlearnConfig
 from amnesiac.methods.status import (
@@ -67,7 +68,7 @@ __all__ = [
 ]
 
 
-class Unlearner:
+class Unlearner(BatchSampling):
     """Base class of every unlearning method. See the module docstring.
 
     Subclasses set the class attributes and implement :meth:`loss` (and usually :meth:`prepare`).
@@ -130,10 +131,16 @@ class Unlearner:
         #: The forget set's logits (float32) at the model the next step starts from, from the
         #: stop check (:func:`stop_check`); ``None`` outside a run.
         self.forget_logits: Tensor | None = None
-        #: Learning rate, heal length and heal schedule, unless :meth:`prepare` sets others.
+        #: Learning rate and heal settings, unless :meth:`prepare` sets others.
         self.lr: float = getattr(config, "lr", 0.0)
         self.heal_steps: int = getattr(config, "heal_steps", 0)
         self.heal_schedule: str = getattr(config, "heal_schedule", "constant")
+        self.heal_patience: int = getattr(config, "heal_patience", 0)
+        self.heal_check_every: int = getattr(config, "heal_check_every", 10)
+        self.heal_min_gain: float = getattr(config, "heal_min_gain", 0.0)
+        #: The best heal check so far: its signal, its step and the model's state there.
+        self._best: tuple[float, int, dict[str, Tensor]] | None = None
+        self._model: nn.Module | None = None  # the model the steps update, during a run
         self.seconds: dict[str, float] = {}
         self.generator = torch.Generator().manual_seed(config.seed)
 
@@ -180,8 +187,9 @@ class Unlearner:
     def is_done(self, forgotten: bool, step: int) -> bool:
         """Whether to stop after ``step`` (1-based) given whether the objective is met: with
         ``stop="forgotten"``, at the first step where the objective holds, or, with
-        ``heal_steps``, at the first step at least ``heal_steps`` after that where it holds
-        (earlier with ``heal_patience``, once the loss stopped falling).
+        ``heal_steps``, at the first step at least ``heal_steps`` after that where it holds;
+        with ``heal_patience``, earlier, once :meth:`heal_signal` has not improved for
+        ``heal_patience`` steps (the run then returns to the model of its best check).
         """
         c = self.step_config
         if c.stop != "forgotten" or not forgotten:
@@ -189,20 +197,39 @@ class Unlearner:
         if self._first_forgotten is None:
             self._first_forgotten = step
         healed = step - self._first_forgotten
-        if healed >= self.heal_steps:
-            return True
-        p = c.heal_patience
-        if p == 0 or healed < 2 * p:
+        if self._heal_check_due(healed) and self._model is not None:
+            signal = self.heal_signal(self._model, self.heal_check_every)
+            if self._history:
+                self._history[-1]["heal_signal"] = signal
+            best = self._best
+            if best is None or signal < best[0] * (1.0 - self.heal_min_gain):
+                state = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
+                self._best = (signal, step, state)
+            elif step - best[1] >= self.heal_patience:
+                return True
+        return healed >= self.heal_steps
+
+    def heal_signal(self, model: nn.Module, steps: int) -> float:
+        """What a heal check judges ``model`` by (lower is better): by default the mean loss of
+        the last ``steps`` steps (in the heal the forget term is near zero, so it is the
+        preservation terms'). A method may measure better (``l2ul``: held-out anchors)."""
+        losses = [r["loss"] for r in self._history[-steps:]]
+        return sum(losses) / max(len(losses), 1)
+
+    def _heal_check_due(self, healed: int) -> bool:
+        """Whether ``healed`` steps into the heal (0: where it starts) the heal is checked."""
+        if self.heal_patience == 0:
             return False
-        losses = [r["loss"] for r in self._history[-2 * p :]]
-        return sum(losses[p:]) >= sum(losses[:p])
+        return healed % self.heal_check_every == 0 or healed >= self.heal_steps
 
     def _decisive(self, step: int) -> bool:
         """Whether the objective met after ``step`` would start the heal or end the run."""
         c, first = self.step_config, self._first_forgotten
         if c.stop != "forgotten":
             return False  # no decision rests on it; the run's end is checked in float32
-        return first is None or step - first >= self.heal_steps or c.heal_patience > 0
+        if first is None or step - first >= self.heal_steps:
+            return True
+        return self._heal_check_due(step - first)
 
     def _heal_lr(self, opt: torch.optim.Optimizer, step: int) -> None:
         """In the heal, the next step's learning rate by ``heal_schedule`` (unless constant)."""
@@ -220,54 +247,6 @@ class Unlearner:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
-
-    def forget_batch(self, data: UnlearnData, step: int) -> Tensor:
-        """Indices of step ``step``'s forget batch: sequential and cycled, like an unshuffled
-        loader (``batch_size`` at most ``K``)."""
-        k = len(data.forget_x)
-        start = (step - 1) * self.step_config.batch_size
-        size = min(self.step_config.batch_size, k)
-        return torch.arange(start, start + size, device=data.forget_x.device) % k
-
-    def retain_batch(self, data: UnlearnData, size: int) -> tuple[Tensor, Tensor]:
-        """A random retain batch of ``size`` drawn with the run's generator."""
-        if data.retain_x is None or data.retain_y is None:
-            raise InvalidSettingsError(f"method {self.name!r} needs retain data; pass retain=")
-        idx = self.sample(len(data.retain_x), size, data.retain_x.device)
-        return data.retain_x[idx], data.retain_y[idx]
-
-    def epoch_batch(
-        self, stream: str, n: int, batch_size: int, ordinal: int, device: torch.device
-    ) -> Tensor:
-        """Indices of the ``ordinal``-th (1-based) batch of a loader named ``stream`` over
-        ``range(n)`` that reshuffles every pass with the run's generator and keeps the last,
-        smaller batch (``ceil(n / batch_size)`` batches per pass, :func:`passes_to_steps`)."""
-        per_pass = -(-n // batch_size)
-        epoch, pos = divmod(ordinal - 1, per_pass)
-        perms = self._perms.setdefault(stream, [])
-        while len(perms) <= epoch:
-            perms.append(torch.randperm(n, generator=self.generator))
-        return perms[epoch][pos * batch_size : (pos + 1) * batch_size].to(device)
-
-    def round_batch(
-        self, data: UnlearnData, entry: tuple[str, int], forget_batch: int, retain_batch: int
-    ) -> tuple[str, Tensor, Tensor]:
-        """The phase, images and labels of one :func:`alternating_schedule` entry: the next
-        batch of D_f (``forget_batch``) or of D_r (``retain_batch``), each from its own
-        reshuffling loader."""
-        phase, ordinal = entry
-        if phase == "forget":
-            x, y, size = data.forget_x, data.forget_y, forget_batch
-        elif data.retain_x is None or data.retain_y is None:
-            raise InvalidSettingsError(f"method {self.name!r} needs retain data; pass retain=")
-        else:
-            x, y, size = data.retain_x, data.retain_y, retain_batch
-        idx = self.epoch_batch(phase, len(x), size, ordinal, x.device)
-        return phase, x[idx], y[idx]
-
-    def sample(self, n: int, size: int, device: torch.device) -> Tensor:
-        """``size`` indices drawn without replacement from ``range(n)`` with the run's generator."""
-        return torch.randperm(n, generator=self.generator)[: min(size, n)].to(device)
 
     # ----------------------------------------------------------------- the template
     def unlearn(
@@ -300,7 +279,7 @@ class Unlearner:
         """One run of the template (:meth:`unlearn` without the rescue)."""
         t_start = time.perf_counter()
         self.seconds = {}
-        self._first_forgotten = None
+        self._first_forgotten, self._best = None, None
         self._history = []
         self._perms = {}
         self.forget_logits = None
@@ -363,7 +342,7 @@ class Unlearner:
         cfg = self.step_config
         budget = min(cfg.max_steps, self.step_budget(data))
         run = RunState(stopped_by="no_steps" if budget == 0 else "max_steps")
-        self._history = run.history
+        self._history, self._model = run.history, work
         self.forget_logits = forget_logits(work, data, batch_size=cfg.eval_batch_size)
         stats = status_of(self.forget_logits, data)
         if budget > 0 and self.is_done(stats["forgotten"] == 1.0, 0):
@@ -388,7 +367,12 @@ class Unlearner:
             finally:
                 bar.close()
                 work.zero_grad(set_to_none=True)
-        if cfg.precision != "fp32" and run.steps > 0:  # the last check may have been bf16 only
+                self._model = None
+        restore = self._best is not None and self._best[1] != run.steps
+        if restore and self._best is not None:  # the heal's best check, where D_f was forgotten
+            work.load_state_dict(self._best[2])
+        self._best = None
+        if (cfg.precision != "fp32" or restore) and run.steps > 0:  # the last check may be bf16
             stats = forget_status(work, data, batch_size=cfg.eval_batch_size)
         run.forgotten = stats["forgotten"] == 1.0
         if cfg.shrink_steps > 0 and run.steps > 0 and run.forgotten:

@@ -28,6 +28,7 @@ from amnesiac.ops.features import batched_features, near_anchors
 from amnesiac.ops.importance import importance_penalty, mas_importance, normalize_importance
 from amnesiac.ops.losses import forget_loss, margin_hinge, runner_up, soft_cross_entropy
 from amnesiac.ops.pgd import paper_targets, pgd_l2, random_targets
+from amnesiac.ops.precision import autocast
 from amnesiac.ops.project import agem_project
 from amnesiac.ops.proxy import augment_to, forget_proxies
 
@@ -168,6 +169,9 @@ class L2UL(Unlearner):
     #: (its hinge is zero there; the slack covers the stop check's float32 against the step's
     #: lower precision).
     SKIP_SLACK: ClassVar[float] = 0.25
+    #: The fewest held-out anchors the heal is judged by (``anchored_heal_holdout``); with
+    #: fewer, the anchored heal runs its ``anchored_heal_steps``.
+    MIN_HOLDOUT: ClassVar[int] = 100
 
     def __init__(self, config: UnlearnConfig) -> None:
         super().__init__(config)
@@ -184,6 +188,8 @@ class L2UL(Unlearner):
         self.reg_weight = config.reg_weight if isinstance(config, L2ULConfig) else 0.0
         self.scale_k = config.forget_scale_k if isinstance(config, L2ULConfig) else 0
         self._forget_term: Tensor | None = None
+        self.holdout_x: Tensor | None = None
+        self.holdout_logits: Tensor | None = None
 
     def prepare(self, model: nn.Module, original: nn.Module, data: UnlearnData) -> None:
         # only forward passes and attacks on ``original`` here (mas_importance runs in float32
@@ -196,6 +202,7 @@ class L2UL(Unlearner):
         self.escalation = 1.0
         self.near = None
         anchored = data.surrogate_x is not None
+        self._resolve_anchored(anchored)
         with torch.no_grad():
             logits = original(data.forget_x)
         if data.targets is not None:
@@ -244,7 +251,6 @@ class L2UL(Unlearner):
                     data.forget_x, c.proxy_size, **self._copy_settings(side)
                 )
                 self.proxy_logits = _outputs(original, self.proxy_x, c.pgd_batch_size)
-        self._resolve_anchored(anchored)
         if self.reg_weight > 0:
             with self.phase("importance"):
                 omega = mas_importance(
@@ -263,6 +269,7 @@ class L2UL(Unlearner):
         self.scale_k = c.anchored_forget_scale_k if anchored else c.forget_scale_k
         self.heal_schedule = c.anchored_heal_schedule if anchored else c.heal_schedule
         self.heal_steps = c.anchored_heal_steps if anchored else c.heal_steps
+        self.heal_patience = c.anchored_heal_patience if anchored else c.heal_patience
         self.lr = c.anchored_lr if anchored else c.lr
 
     def _copy_settings(self, side: int) -> dict[str, Any]:
@@ -278,9 +285,18 @@ class L2UL(Unlearner):
         }
 
     def _anchors(self, original: nn.Module, data: UnlearnData, anchors: Tensor) -> None:
-        """The anchors (grown by ``anchored_augment_to``), the original model's logits on them
-        and, with ``anchored_near_fraction``, those nearest the forget set."""
+        """The anchors (less those held out to judge the heal, grown by
+        ``anchored_augment_to``), the original model's logits on them and, with
+        ``anchored_near_fraction``, those nearest the forget set."""
         c = self.config
+        self.holdout_x = self.holdout_logits = None
+        n_held = round(c.anchored_heal_holdout * len(anchors))
+        if n_held < self.MIN_HOLDOUT or n_held >= len(anchors):
+            self.heal_patience = 0  # too few to judge by: the heal runs its count
+        elif self.heal_patience > 0:
+            order = torch.randperm(len(anchors), generator=self.generator).to(anchors.device)
+            self.holdout_x, anchors = anchors[order[:n_held]], anchors[order[n_held:]]
+            self.holdout_logits = _outputs(original, self.holdout_x, c.pgd_batch_size)
         side = min(data.forget_x.shape[-2:])
         self.proxy_x = augment_to(anchors, c.anchored_augment_to, **self._copy_settings(side))
         self.proxy_logits = _outputs(original, self.proxy_x, c.pgd_batch_size)
@@ -291,6 +307,18 @@ class L2UL(Unlearner):
                 batched_features(original, self.proxy_x, c.pgd_batch_size),
                 per_instance,
             ).to(self.proxy_x.device)
+
+    def heal_signal(self, model: nn.Module, steps: int) -> float:
+        """With anchors held out (``anchored_heal_holdout``), their mean KL divergence from
+        the original model's outputs, measured at the run's precision on ``model`` as it
+        stands; else the template's mean loss over the last ``steps`` steps."""
+        if self.holdout_x is None or self.holdout_logits is None:
+            return super().heal_signal(model, steps)
+        model.eval()  # the next step sets its own modes again
+        with autocast(self.config.precision, self.holdout_x.device.type):
+            out = _outputs(model, self.holdout_x, self.config.pgd_batch_size)
+        ref = self.holdout_logits.log_softmax(1)
+        return float(F.kl_div(out.log_softmax(1), ref, log_target=True, reduction="batchmean"))
 
     def loss(self, model: nn.Module, data: UnlearnData, step: int) -> dict[str, Tensor]:
         c = self.config

@@ -194,6 +194,8 @@ class L2ULConfig(StepConfig):
     heal_schedule: Literal["constant", "cosine"] = "constant"
     anchored_heal_schedule: Literal["constant", "cosine"] = "cosine"
     anchored_heal_steps: int = 100
+    anchored_heal_patience: int = 30
+    anchored_heal_holdout: float = 0.1
     proxy_min_shift: float = 0.1
     proxy_max_shift: float = 0.15
     proxy_flip: bool = True
@@ -211,6 +213,8 @@ class L2ULConfig(StepConfig):
         "anchored_near_fraction",
         "anchored_heal_schedule",
         "anchored_heal_steps",
+        "anchored_heal_patience",
+        "anchored_heal_holdout",
         "anchored_lr",
         "anchored_augment_to",
     )
@@ -221,6 +225,7 @@ class L2ULConfig(StepConfig):
         "spread_targets",
         "heal_schedule",
         "heal_steps",
+        "heal_patience",
     )
 
     def unused_settings(self) -> dict[str, str]:
@@ -234,6 +239,12 @@ class L2ULConfig(StepConfig):
         if self.anchored_heal_steps == 0:
             reason = "there is no anchored heal to schedule; set anchored_heal_steps > 0"
             out["anchored_heal_schedule"] = reason
+        if self.anchored_heal_steps == 0 or self.anchored_heal_patience == 0:
+            reason = "the anchored heal is never checked; set anchored_heal_steps and "
+            reason += "anchored_heal_patience > 0"
+            out["anchored_heal_holdout"] = reason
+        else:  # the anchored heal's checks use them
+            out = {n: r for n, r in out.items() if n not in ("heal_check_every", "heal_min_gain")}
         if self.forget_loss != "margin":
             out["forget_reduction"] = "it averages the margin hinge; set forget_loss='margin'"
         if not self.nearest_target:
@@ -253,6 +264,7 @@ class L2ULConfig(StepConfig):
             "anchored_forget_scale_k",
             "forget_escalate_steps",
             "anchored_heal_steps",
+            "anchored_heal_patience",
             "anchored_augment_to",
         ):
             if getattr(self, name) < 0:
@@ -264,6 +276,8 @@ class L2ULConfig(StepConfig):
             )
         if not self.anchored_lr > 0:
             out.append(f"anchored_lr must be > 0, got {self.anchored_lr}")
+        if not 0 <= self.anchored_heal_holdout < 1:
+            out.append(f"anchored_heal_holdout must be in [0, 1), got {self.anchored_heal_holdout}")
         if not 0 <= self.anchored_near_fraction <= 1:
             out.append(
                 f"anchored_near_fraction must be in [0, 1], got {self.anchored_near_fraction}"

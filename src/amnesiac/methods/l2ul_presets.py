@@ -50,6 +50,7 @@ PAPER_PRESET: dict[str, Any] = {
     "heal_schedule": "constant",
     "anchored_heal_schedule": "constant",
     "anchored_heal_steps": 0,
+    "anchored_heal_patience": 0,
     "proxy_min_shift": 0.1,
     "proxy_max_shift": 0.15,
     "proxy_flip": True,
@@ -72,6 +73,7 @@ PAPER_PRESET: dict[str, Any] = {
 SURROGATE_PRESET: dict[str, Any] = {
     "proxy_batch_size": 256,
     "anchored_heal_steps": 400,
+    "anchored_heal_patience": 0,
     "max_steps": 1500,
     "anchored_reg_weight": 1.0,
     "anchored_forget_scale_k": 64,

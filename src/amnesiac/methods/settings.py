@@ -92,11 +92,15 @@ class StepConfig(UnlearnConfig):
         heal_steps: With ``stop="forgotten"``, steps kept after every instance first meets the
             objective, so the preservation terms can repair the rest; the run ends only at a
             step where the objective holds.
-        heal_patience: With ``heal_steps``, end the heal early once it stops helping: at the
-            first step where the objective holds and the mean loss of the last
-            ``heal_patience`` steps is no lower than that of the ``heal_patience`` steps
-            before them (0: always ``heal_steps``). During the heal the forget term is near
-            zero, so the loss is the preservation terms' (anchors, weight importance).
+        heal_patience: With ``heal_steps``, end the heal once it stops helping: every
+            ``heal_check_every`` steps of the heal where the objective holds, the method's heal
+            signal is measured (by default the mean loss of those steps: in the heal the forget
+            term is near zero, so it is the preservation terms'); once ``heal_patience`` steps
+            have passed since the best check, the heal ends, and the run returns to the model
+            of that best check (0: no checks; the heal runs ``heal_steps``).
+        heal_check_every: Steps between heal checks (``heal_patience``).
+        heal_min_gain: The fraction by which a check's signal must fall below the best so far
+            to become the new best (0: any fall).
         shrink_steps: When the run ends with the objective met, bisection steps of a final
             shrink of the update toward the original weights: the smallest fraction ``a`` for
             which ``θ0 + a (θ - θ0)`` still meets the objective is kept
@@ -124,9 +128,18 @@ class StepConfig(UnlearnConfig):
     bn_mode: Literal["train", "eval"] = "train"
     heal_steps: int = 0
     heal_patience: int = 0
+    heal_check_every: int = 10
+    heal_min_gain: float = 0.0
     shrink_steps: int = 0
     clip_grad_norm: float = 0.0
     rescue_clip_grad_norm: float = 20.0
+
+    def unused_settings(self) -> dict[str, str]:
+        out = super().unused_settings()
+        if self.heal_patience == 0:
+            reason = "there are no heal checks; set heal_patience > 0"
+            out |= {n: reason for n in ("heal_check_every", "heal_min_gain")}
+        return out
 
     def problems(self) -> list[str]:
         out = super().problems()
@@ -144,11 +157,14 @@ class StepConfig(UnlearnConfig):
                 out.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.clip_grad_norm < 0:
             out.append(f"clip_grad_norm must be >= 0 (0: no limit), got {self.clip_grad_norm}")
+        if not 0 <= self.heal_min_gain < 1:
+            out.append(f"heal_min_gain must be in [0, 1), got {self.heal_min_gain}")
         if self.rescue_clip_grad_norm < 0:
             out.append(
                 "rescue_clip_grad_norm must be >= 0 (0: no rescue), got "
                 f"{self.rescue_clip_grad_norm}"
             )
-        if self.batch_size < 1:
-            out.append(f"batch_size must be >= 1, got {self.batch_size}")
+        for name in ("batch_size", "heal_check_every"):
+            if getattr(self, name) < 1:
+                out.append(f"{name} must be >= 1, got {getattr(self, name)}")
         return out

@@ -1,0 +1,123 @@
+"""The heal ends when it stops helping (issue 26): the template's checks every ``heal_patience``
+steps, and l2ul's signal with anchors, the divergence of anchors held out of training; and the
+warning for bf16 on a CPU that only emulates it."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+import amnesiac
+from amnesiac.errors import InvalidSettingsError
+from amnesiac.methods.base import UnlearnData
+from amnesiac.methods.l2ul import L2UL
+
+FAST = {"max_steps": 400, "seed": 0, "shrink_steps": 0, "proxy_size": 64, "proxy_batch_size": 16}
+
+
+def _heal(result: amnesiac.UnlearnResult) -> int:
+    """Steps the run took after D_f was first forgotten."""
+    first = next(i for i, r in enumerate(result.history) if r["forget_acc"] == 0.0)
+    return result.steps - (first + 1)
+
+
+def _checks(result: amnesiac.UnlearnResult) -> list[tuple[int, float]]:
+    """(step, signal) of every heal check the run recorded."""
+    return [(int(r["step"]), r["heal_signal"]) for r in result.history if "heal_signal" in r]
+
+
+def test_forget_only_heal_ends_once_the_loss_stops_improving(tiny_model, forget8) -> None:
+    base = {**FAST, "heal_steps": 200}
+    full = amnesiac.unlearn(tiny_model, forget=forget8, **base)
+    early = amnesiac.unlearn(
+        tiny_model, forget=forget8, heal_patience=10, heal_check_every=5, **base
+    )
+    assert early.forgotten and early.steps < full.steps
+    checks = _checks(early)
+    assert len(checks) >= 3 and all((s - checks[0][0]) % 5 == 0 for s, _ in checks)
+    best_step = min(checks, key=lambda c: c[1])[0]
+    assert early.steps - best_step >= 10  # it waited heal_patience steps for a better check
+    # each check's signal is the mean loss of the 5 steps up to it
+    losses = {int(r["step"]): r["loss"] for r in early.history}
+    step, signal = checks[-1]
+    assert signal == pytest.approx(sum(losses[s] for s in range(step - 4, step + 1)) / 5)
+    # the steps before the stop are the full run's, bit for bit
+    assert [r["loss"] for r in full.history[: early.steps]] == [r["loss"] for r in early.history]
+
+
+def test_anchored_heal_returns_to_the_best_held_out_check(tiny_model, forget8, digits) -> None:
+    x, y = forget8
+    anchors = digits.test_x[:300]
+    settings = {**FAST, "anchored_heal_steps": 200, "anchored_augment_to": 0}
+    settings |= {"anchored_heal_holdout": 0.5}
+    data = UnlearnData(x, y, None, None, None, 10, anchors)
+    # a gain no check can show: the heal ends heal_patience steps after its first check
+    method = L2UL(amnesiac.make_config("l2ul", heal_min_gain=0.99, **settings))
+    result = method.unlearn(tiny_model, data)
+    checks = _checks(result)
+    assert result.forgotten and result.steps - checks[0][0] == 30
+    # half the anchors are held out, and never trained on
+    assert method.holdout_x is not None and method.proxy_x is not None
+    assert len(method.holdout_x) == 150 and len(method.proxy_x) == 150
+    assert not (method.holdout_x[:, None] == method.proxy_x[None]).flatten(2).all(2).any()
+    # the signal is the held-out anchors' divergence from the original outputs: 0 at the start
+    assert method.heal_signal(tiny_model, 10) == pytest.approx(0.0, abs=1e-6)
+    assert all(signal > 0 for _, signal in checks)
+    # the model handed back is the one of the best check (here the first), not the last
+    until = {**settings, "max_steps": checks[0][0]}
+    at_best = L2UL(amnesiac.make_config("l2ul", heal_min_gain=0.99, **until))
+    expected = at_best.unlearn(tiny_model, data).model
+    for p, q in zip(result.model.parameters(), expected.parameters(), strict=True):
+        assert torch.equal(p, q)
+    # without the checks, the heal runs its count, on every anchor
+    settings.pop("anchored_heal_holdout")
+    fixed = L2UL(amnesiac.make_config("l2ul", anchored_heal_patience=0, **settings))
+    full = fixed.unlearn(tiny_model, data)
+    assert _heal(full) == 200 and fixed.holdout_x is None and not _checks(full)
+    assert fixed.proxy_x is not None and len(fixed.proxy_x) == 300
+    # nor with fewer held-out anchors than MIN_HOLDOUT (a tenth of 300 is 30)
+    few = L2UL(amnesiac.make_config("l2ul", **settings))
+    assert _heal(few.unlearn(tiny_model, data)) == 200 and few.holdout_x is None
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"anchored_heal_holdout": 1.0}, "anchored_heal_holdout must be in [0, 1)"),
+        ({"heal_min_gain": 1.5}, "heal_min_gain must be in [0, 1)"),
+        ({"heal_check_every": 0}, "heal_check_every must be >= 1"),
+        ({"anchored_heal_patience": -1}, "anchored_heal_patience must be >= 0"),
+        (
+            {"anchored_heal_patience": 0, "anchored_heal_holdout": 0.2},
+            "the anchored heal is never checked",
+        ),
+    ],
+)
+def test_bad_heal_check_settings_are_refused(settings, message) -> None:
+    with pytest.raises(InvalidSettingsError, match=message.replace("[", r"\[").replace(")", r"\)")):
+        amnesiac.make_config("l2ul", **settings)
+
+
+def test_presets_keep_their_fixed_heal() -> None:
+    for preset in ("paper", "surrogate"):
+        assert amnesiac.make_config("l2ul", preset=preset).anchored_heal_patience == 0
+
+
+def test_bf16_on_a_cpu_that_emulates_it_warns_once(monkeypatch, caplog) -> None:
+    from amnesiac.ops import precision
+
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: False)
+    precision._warn_emulated_bf16.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="amnesiac"):
+        for _ in range(3):
+            with precision.autocast("bf16", "cpu"):
+                pass
+    assert caplog.text.count("PyTorch emulates bfloat16 here") == 1
+    caplog.clear()
+    monkeypatch.setattr(precision, "native_cpu_bf16", lambda: True)
+    precision._warn_emulated_bf16.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="amnesiac"), precision.autocast("bf16", "cpu"):
+        pass
+    assert "emulates" not in caplog.text
