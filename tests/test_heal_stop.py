@@ -121,3 +121,14 @@ def test_bf16_on_a_cpu_that_emulates_it_warns_once(monkeypatch, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="amnesiac"), precision.autocast("bf16", "cpu"):
         pass
     assert "emulates" not in caplog.text
+
+
+def test_a_heal_that_has_not_improved_ends_even_where_d_f_came_back(tiny_model) -> None:
+    """Oracle for the stop rule: the best check at step 10, patience 30."""
+    method = L2UL(amnesiac.make_config("l2ul", anchored_heal_patience=30))
+    method.heal_patience, method._first_forgotten = 30, 10
+    method._best = (0.1, 10, {})
+    assert not method.is_done(False, 39)
+    assert method.is_done(False, 40)  # D_f right again: the run hands back the best check
+    method._best = None
+    assert not method.is_done(False, 400)  # nothing to hand back: the run goes on

@@ -189,11 +189,14 @@ class Unlearner(BatchSampling):
         ``stop="forgotten"``, at the first step where the objective holds, or, with
         ``heal_steps``, at the first step at least ``heal_steps`` after that where it holds;
         with ``heal_patience``, earlier, once :meth:`heal_signal` has not improved for
-        ``heal_patience`` steps (the run then returns to the model of its best check).
+        ``heal_patience`` steps, whether or not the objective holds at that step (the run then
+        returns to the model of its best check, where it held).
         """
         c = self.step_config
+        best = self._best
+        stale = best is not None and step - best[1] >= self.heal_patience
         if c.stop != "forgotten" or not forgotten:
-            return False
+            return stale  # the best check (D_f forgotten there) is what the run hands back
         if self._first_forgotten is None:
             self._first_forgotten = step
         healed = step - self._first_forgotten
@@ -201,11 +204,10 @@ class Unlearner(BatchSampling):
             signal = self.heal_signal(self._model, self.heal_check_every)
             if self._history:
                 self._history[-1]["heal_signal"] = signal
-            best = self._best
             if best is None or signal < best[0] * (1.0 - self.heal_min_gain):
                 state = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
                 self._best = (signal, step, state)
-            elif step - best[1] >= self.heal_patience:
+            elif stale:
                 return True
         return healed >= self.heal_steps
 

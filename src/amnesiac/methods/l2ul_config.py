@@ -128,6 +128,18 @@ class L2ULConfig(StepConfig):
             With 500 anchors used as given, the old heal (150 constant-rate steps) did better
             at k=32 (validation 0.99 against 1.18); a set that small is now grown to 2,000
             images (``anchored_augment_to``), which brought it to 0.80.
+        anchored_heal_patience: ``heal_patience`` in its place when ``surrogate=`` anchors are
+            given: the anchored heal ends once the divergence of the held-out anchors from the
+            original outputs (checked every ``heal_check_every`` steps where D_f is forgotten)
+            has not improved for this many steps, and the run returns to the model of its best
+            check (0: the heal runs ``anchored_heal_steps``). On the forget-ready model
+            (validation trajectories, ``benchmarks/probe_heal_stop.py``) the held-out divergence
+            kept falling through the 100 heal steps at k=32, and at k=128 it rose from the
+            start of the heal on some forget sets, whose validation drop rose with it (seed
+            100: 1.34 points where D_f was first forgotten, 2.00 after the heal).
+        anchored_heal_holdout: The fraction of the ``surrogate=`` anchors held out of training
+            to judge the anchored heal by (at least ``L2UL.MIN_HOLDOUT`` = 100 images; with
+            fewer, the heal runs its count).
         proxy_min_shift: Smallest shift of a shifted proxy, as a fraction of the image side
             (rounded to whole pixels, at least one; keeps proxies away from the forget images
             themselves): 0.1 is 3 pixels on 28x28 images, 1 on 8x8, 22 on 224x224.

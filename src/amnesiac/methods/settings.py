@@ -96,8 +96,9 @@ class StepConfig(UnlearnConfig):
             ``heal_check_every`` steps of the heal where the objective holds, the method's heal
             signal is measured (by default the mean loss of those steps: in the heal the forget
             term is near zero, so it is the preservation terms'); once ``heal_patience`` steps
-            have passed since the best check, the heal ends, and the run returns to the model
-            of that best check (0: no checks; the heal runs ``heal_steps``).
+            have passed since the best check (whether or not the objective holds at that step),
+            the heal ends, and the run returns to the model of that best check, where it held
+            (0: no checks; the heal runs ``heal_steps``).
         heal_check_every: Steps between heal checks (``heal_patience``).
         heal_min_gain: The fraction by which a check's signal must fall below the best so far
             to become the new best (0: any fall).
