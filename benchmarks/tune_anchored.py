@@ -96,10 +96,12 @@ CANDIDATES: dict[str, dict] = {
     "augto2000": {"anchored_augment_to": 2000},
     "augto4500": {"anchored_augment_to": 4500},
     # round 12 (on an AVX2-only CPU, so in float32: TUNE_PRECISION=fp32): the anchored heal
-    # ended by a check of a held-out tenth of the anchors every 10 steps (the defaults at the
-    # time, ``hstop``) against the fixed 100 steps on every anchor
+    # checked every 10 steps, ended 30 steps after its best check and returned to it, judged by
+    # a held-out tenth of the anchors (``hstop_held``) or by 256 of those it trains on
+    # (``hstop``), against the fixed 100 steps (``fixed100``)
     "fixed100": {"anchored_heal_patience": 0},
-    "hstop": {},
+    "hstop_held": {"anchored_heal_holdout": 0.1},
+    "hstop": {"anchored_heal_holdout": 0.0},
 }
 HERE = Path(__file__).parent
 PRECISION = os.environ.get("TUNE_PRECISION", "bf16")

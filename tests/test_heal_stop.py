@@ -59,9 +59,9 @@ def test_anchored_heal_returns_to_the_best_held_out_check(tiny_model, forget8, d
     checks = _checks(result)
     assert result.forgotten and result.steps - checks[0][0] == 30
     # half the anchors are held out, and never trained on
-    assert method.holdout_x is not None and method.proxy_x is not None
-    assert len(method.holdout_x) == 150 and len(method.proxy_x) == 150
-    assert not (method.holdout_x[:, None] == method.proxy_x[None]).flatten(2).all(2).any()
+    assert method.judge_x is not None and method.proxy_x is not None
+    assert len(method.judge_x) == 150 and len(method.proxy_x) == 150
+    assert not (method.judge_x[:, None] == method.proxy_x[None]).flatten(2).all(2).any()
     # the signal is the held-out anchors' divergence from the original outputs: 0 at the start
     assert method.heal_signal(tiny_model, 10) == pytest.approx(0.0, abs=1e-6)
     assert all(signal > 0 for _, signal in checks)
@@ -75,11 +75,16 @@ def test_anchored_heal_returns_to_the_best_held_out_check(tiny_model, forget8, d
     settings.pop("anchored_heal_holdout")
     fixed = L2UL(amnesiac.make_config("l2ul", anchored_heal_patience=0, **settings))
     full = fixed.unlearn(tiny_model, data)
-    assert _heal(full) == 200 and fixed.holdout_x is None and not _checks(full)
+    assert _heal(full) == 200 and fixed.judge_x is None and not _checks(full)
     assert fixed.proxy_x is not None and len(fixed.proxy_x) == 300
-    # nor with fewer held-out anchors than MIN_HOLDOUT (a tenth of 300 is 30)
-    few = L2UL(amnesiac.make_config("l2ul", **settings))
-    assert _heal(few.unlearn(tiny_model, data)) == 200 and few.holdout_x is None
+    # by default (and with fewer held-out anchors than MIN_HOLDOUT) the checks use a fixed
+    # sample of the anchors the run trains on
+    for extra in ({}, {"anchored_heal_holdout": 0.1}):
+        judged = L2UL(amnesiac.make_config("l2ul", **settings, **extra))
+        assert _checks(judged.unlearn(tiny_model, data))
+        assert judged.judge_x is not None and judged.proxy_x is not None
+        assert len(judged.judge_x) == 256 and len(judged.proxy_x) == 300
+        assert (judged.judge_x[:, None] == judged.proxy_x[None]).flatten(2).all(2).any(1).all()
 
 
 @pytest.mark.parametrize(

@@ -109,7 +109,7 @@ ADDED_SETTINGS: dict[str, dict[str, Any]] = {
         # before it, the anchored heal always ran its anchored_heal_steps; the holdout acts
         # only with it, so any value reproduces those runs
         "anchored_heal_patience": 0,
-        "anchored_heal_holdout": 0.1,
+        "anchored_heal_holdout": 0.0,
     },
     "RandomLabelConfig": {"crop_fraction": 0.0, "flip": False},
     "AmunConfig": {"retain_sample": 0},

@@ -170,8 +170,9 @@ class L2UL(Unlearner):
     #: lower precision).
     SKIP_SLACK: ClassVar[float] = 0.25
     #: The fewest held-out anchors the heal is judged by (``anchored_heal_holdout``); with
-    #: fewer, the anchored heal runs its ``anchored_heal_steps``.
+    #: fewer it is judged by a fixed sample of ``JUDGE_SAMPLE`` of the anchors it trains on.
     MIN_HOLDOUT: ClassVar[int] = 100
+    JUDGE_SAMPLE: ClassVar[int] = 256
 
     def __init__(self, config: UnlearnConfig) -> None:
         super().__init__(config)
@@ -188,8 +189,9 @@ class L2UL(Unlearner):
         self.reg_weight = config.reg_weight if isinstance(config, L2ULConfig) else 0.0
         self.scale_k = config.forget_scale_k if isinstance(config, L2ULConfig) else 0
         self._forget_term: Tensor | None = None
-        self.holdout_x: Tensor | None = None
-        self.holdout_logits: Tensor | None = None
+        #: The anchors the anchored heal is judged by and the original model's logits on them.
+        self.judge_x: Tensor | None = None
+        self.judge_logits: Tensor | None = None
 
     def prepare(self, model: nn.Module, original: nn.Module, data: UnlearnData) -> None:
         # only forward passes and attacks on ``original`` here (mas_importance runs in float32
@@ -285,18 +287,19 @@ class L2UL(Unlearner):
         }
 
     def _anchors(self, original: nn.Module, data: UnlearnData, anchors: Tensor) -> None:
-        """The anchors (less those held out to judge the heal, grown by
-        ``anchored_augment_to``), the original model's logits on them and, with
+        """The anchors (less any held out, grown by ``anchored_augment_to``), the original
+        model's logits on them, those the heal is judged by (:meth:`heal_signal`) and, with
         ``anchored_near_fraction``, those nearest the forget set."""
         c = self.config
-        self.holdout_x = self.holdout_logits = None
-        n_held = round(c.anchored_heal_holdout * len(anchors))
-        if n_held < self.MIN_HOLDOUT or n_held >= len(anchors):
-            self.heal_patience = 0  # too few to judge by: the heal runs its count
-        elif self.heal_patience > 0:
+        self.judge_x = self.judge_logits = None
+        if self.heal_patience > 0:
             order = torch.randperm(len(anchors), generator=self.generator).to(anchors.device)
-            self.holdout_x, anchors = anchors[order[:n_held]], anchors[order[n_held:]]
-            self.holdout_logits = _outputs(original, self.holdout_x, c.pgd_batch_size)
+            n_held = round(c.anchored_heal_holdout * len(anchors))
+            if self.MIN_HOLDOUT <= n_held < len(anchors):
+                self.judge_x, anchors = anchors[order[:n_held]], anchors[order[n_held:]]
+            else:  # a fixed sample of the anchors it trains on
+                self.judge_x = anchors[order[: self.JUDGE_SAMPLE]]
+            self.judge_logits = _outputs(original, self.judge_x, c.pgd_batch_size)
         side = min(data.forget_x.shape[-2:])
         self.proxy_x = augment_to(anchors, c.anchored_augment_to, **self._copy_settings(side))
         self.proxy_logits = _outputs(original, self.proxy_x, c.pgd_batch_size)
@@ -309,15 +312,15 @@ class L2UL(Unlearner):
             ).to(self.proxy_x.device)
 
     def heal_signal(self, model: nn.Module, steps: int) -> float:
-        """With anchors held out (``anchored_heal_holdout``), their mean KL divergence from
-        the original model's outputs, measured at the run's precision on ``model`` as it
-        stands; else the template's mean loss over the last ``steps`` steps."""
-        if self.holdout_x is None or self.holdout_logits is None:
+        """With anchors, the mean KL divergence of ``model``'s outputs on the anchors the heal
+        is judged by from the original model's (at the run's precision); forget-only, the
+        template's mean loss over the last ``steps`` steps."""
+        if self.judge_x is None or self.judge_logits is None:
             return super().heal_signal(model, steps)
         model.eval()  # the next step sets its own modes again
-        with autocast(self.config.precision, self.holdout_x.device.type):
-            out = _outputs(model, self.holdout_x, self.config.pgd_batch_size)
-        ref = self.holdout_logits.log_softmax(1)
+        with autocast(self.config.precision, self.judge_x.device.type):
+            out = _outputs(model, self.judge_x, self.config.pgd_batch_size)
+        ref = self.judge_logits.log_softmax(1)
         return float(F.kl_div(out.log_softmax(1), ref, log_target=True, reduction="batchmean"))
 
     def loss(self, model: nn.Module, data: UnlearnData, step: int) -> dict[str, Tensor]:
