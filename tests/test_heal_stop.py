@@ -51,7 +51,7 @@ def test_anchored_heal_returns_to_the_best_held_out_check(tiny_model, forget8, d
     x, y = forget8
     anchors = digits.test_x[:300]
     settings = {**FAST, "anchored_heal_steps": 200, "anchored_augment_to": 0}
-    settings |= {"anchored_heal_holdout": 0.5}
+    settings |= {"anchored_heal_patience": 30, "anchored_heal_holdout": 0.5}
     data = UnlearnData(x, y, None, None, None, 10, anchors)
     # a gain no check can show: the heal ends heal_patience steps after its first check
     method = L2UL(amnesiac.make_config("l2ul", heal_min_gain=0.99, **settings))
@@ -73,14 +73,15 @@ def test_anchored_heal_returns_to_the_best_held_out_check(tiny_model, forget8, d
         assert torch.equal(p, q)
     # without the checks, the heal runs its count, on every anchor
     settings.pop("anchored_heal_holdout")
-    fixed = L2UL(amnesiac.make_config("l2ul", anchored_heal_patience=0, **settings))
+    settings.pop("anchored_heal_patience")
+    fixed = L2UL(amnesiac.make_config("l2ul", **settings))  # the default: no checks
     full = fixed.unlearn(tiny_model, data)
     assert _heal(full) == 200 and fixed.judge_x is None and not _checks(full)
     assert fixed.proxy_x is not None and len(fixed.proxy_x) == 300
     # by default (and with fewer held-out anchors than MIN_HOLDOUT) the checks use a fixed
     # sample of the anchors the run trains on
     for extra in ({}, {"anchored_heal_holdout": 0.1}):
-        judged = L2UL(amnesiac.make_config("l2ul", **settings, **extra))
+        judged = L2UL(amnesiac.make_config("l2ul", anchored_heal_patience=30, **settings, **extra))
         assert _checks(judged.unlearn(tiny_model, data))
         assert judged.judge_x is not None and judged.proxy_x is not None
         assert len(judged.judge_x) == 256 and len(judged.proxy_x) == 300
@@ -105,8 +106,8 @@ def test_bad_heal_check_settings_are_refused(settings, message) -> None:
         amnesiac.make_config("l2ul", **settings)
 
 
-def test_presets_keep_their_fixed_heal() -> None:
-    for preset in ("paper", "surrogate"):
+def test_the_heal_is_fixed_by_default_and_in_the_presets() -> None:
+    for preset in (None, "paper", "surrogate"):
         assert amnesiac.make_config("l2ul", preset=preset).anchored_heal_patience == 0
 
 

@@ -133,7 +133,13 @@ class L2ULConfig(StepConfig):
             divergence of the model's outputs from the original's on a fixed sample of 256 of
             the anchors (or on held-out ones, ``anchored_heal_holdout``) is measured; once it
             has not improved for this many steps the heal ends, and the run returns to the
-            model of its best check (0: the heal runs ``anchored_heal_steps``).
+            model of its best check (0: the heal runs ``anchored_heal_steps``, the default).
+            Measured on the forget-ready model and did not beat the fixed heal (validation,
+            seeds 100-102, float32, ``benchmarks/tune_anchored.py``, 30 against
+            ``fixed100``): at k=32 the drop was 1.00 judged by anchors it trains on (one run
+            ended 60 steps early, while D_f was briefly right again, and lost 1.64 against
+            0.22) and 0.61 judged by a held-out tenth, against 0.49; the held-out divergence
+            kept falling through the 100 heal steps at k=32 (``benchmarks/probe_heal_stop.py``).
         anchored_heal_holdout: The fraction of the ``surrogate=`` anchors held out of training
             for the heal's checks (used when it is at least ``L2UL.MIN_HOLDOUT`` = 100 images;
             0: the checks use anchors the run trains on).
@@ -203,7 +209,7 @@ class L2ULConfig(StepConfig):
     heal_schedule: Literal["constant", "cosine"] = "constant"
     anchored_heal_schedule: Literal["constant", "cosine"] = "cosine"
     anchored_heal_steps: int = 100
-    anchored_heal_patience: int = 30
+    anchored_heal_patience: int = 0
     anchored_heal_holdout: float = 0.0
     proxy_min_shift: float = 0.1
     proxy_max_shift: float = 0.15
