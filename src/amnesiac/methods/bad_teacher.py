@@ -114,7 +114,7 @@ class BadTeacher(Unlearner):
         self.pool_forget = torch.empty(0, dtype=torch.bool)
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        return torch.optim.Adam(model.parameters(), lr=self.config.lr)
+        return torch.optim.Adam(model.parameters(), lr=self.lr)
 
     def prepare(self, model: nn.Module, original: nn.Module, data: UnlearnData) -> None:
         self.good = original

@@ -111,7 +111,9 @@ class SalUn(RandomLabel):
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         c = self.config  # weight decay goes through the mask in backward
-        return torch.optim.SGD(model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=0.0)
+        return torch.optim.SGD(
+            model.parameters(), lr=self.lr, momentum=c.momentum, weight_decay=0.0
+        )
 
     def backward(self, model: nn.Module, parts: dict[str, Tensor]) -> None:
         parts["loss"].backward()

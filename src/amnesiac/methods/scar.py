@@ -122,7 +122,7 @@ class Scar(Unlearner):
 
     def make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         c = self.config
-        return torch.optim.Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        return torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=c.weight_decay)
 
     def prepare(self, model: nn.Module, original: nn.Module, data: UnlearnData) -> None:
         c = self.config
