@@ -26,7 +26,13 @@ from amnesiac.methods.l2ul_presets import PAPER_PRESET, SURROGATE_PRESET
 from amnesiac.ops.boundary import boundary_distances, nearest_boundary_class, spread_targets
 from amnesiac.ops.features import batched_features, near_anchors
 from amnesiac.ops.importance import importance_penalty, mas_importance, normalize_importance
-from amnesiac.ops.losses import forget_loss, margin_hinge, runner_up, soft_cross_entropy
+from amnesiac.ops.losses import (
+    distill_kl,
+    forget_loss,
+    margin_hinge,
+    runner_up,
+    soft_cross_entropy,
+)
 from amnesiac.ops.pgd import paper_targets, pgd_l2, random_targets
 from amnesiac.ops.precision import autocast
 from amnesiac.ops.project import agem_project
@@ -320,8 +326,7 @@ class L2UL(Unlearner):
         model.eval()  # the next step sets its own modes again
         with autocast(self.config.precision, self.judge_x.device.type):
             out = _outputs(model, self.judge_x, self.config.pgd_batch_size)
-        ref = self.judge_logits.log_softmax(1)
-        return float(F.kl_div(out.log_softmax(1), ref, log_target=True, reduction="batchmean"))
+        return float(distill_kl(out, self.judge_logits))
 
     def loss(self, model: nn.Module, data: UnlearnData, step: int) -> dict[str, Tensor]:
         c = self.config
