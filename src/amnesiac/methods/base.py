@@ -214,7 +214,9 @@ class Unlearner(BatchSampling):
     def heal_signal(self, model: nn.Module, steps: int) -> float:
         """What a heal check judges ``model`` by (lower is better): by default the mean loss of
         the last ``steps`` steps (in the heal the forget term is near zero, so it is the
-        preservation terms'). A method may measure better (``l2ul``: its anchors)."""
+        preservation terms'), 0 before the first step, where the model is the original one (a
+        forget set already misclassified then makes the original the best check). A method may
+        measure better (``l2ul``: its anchors)."""
         losses = [r["loss"] for r in self._history[-steps:]]
         return sum(losses) / max(len(losses), 1)
 
