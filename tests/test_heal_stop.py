@@ -138,3 +138,19 @@ def test_a_heal_that_has_not_improved_ends_even_where_d_f_came_back(tiny_model) 
     assert method.is_done(False, 40)  # D_f right again: the run hands back the best check
     method._best = None
     assert not method.is_done(False, 400)  # nothing to hand back: the run goes on
+
+
+def test_a_forget_set_misclassified_from_the_start_gets_the_original_back(
+    tiny_model, forget8, digits
+) -> None:
+    """The check before the first step is the original model, which no later check beats."""
+    x = forget8[0]
+    with torch.no_grad():
+        wrong = (tiny_model.eval()(x).argmax(1) + 1) % 10  # labels the model already gets wrong
+    settings = {**FAST, "anchored_heal_patience": 30, "shrink_steps": 0}
+    result = amnesiac.unlearn(
+        tiny_model, forget=(x, wrong), surrogate=digits.test_x[:300], **settings
+    )
+    assert result.forgotten and result.steps == 30
+    for p, q in zip(result.model.parameters(), tiny_model.parameters(), strict=True):
+        assert torch.equal(p, q)
