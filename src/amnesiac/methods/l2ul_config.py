@@ -132,9 +132,10 @@ class L2ULConfig(StepConfig):
             given: every ``heal_check_every`` heal steps where D_f is forgotten, the KL
             divergence of the model's outputs from the original's on a fixed sample of 256 of
             the anchors (or on held-out ones, ``anchored_heal_holdout``) is measured; once it
-            has not improved for this many steps the heal ends, and the run returns to the
-            model of its best check (0: the heal runs ``anchored_heal_steps``, the default).
-            Measured on the forget-ready model and did not beat the fixed heal (validation,
+            has not improved for this many steps (whether or not D_f is forgotten then) the
+            heal ends, and the run returns to the model of its best check (0, the default: the
+            heal runs ``anchored_heal_steps``). On the forget-ready model it did not beat the
+            fixed heal (validation,
             seeds 100-102, float32, ``benchmarks/tune_anchored.py``, 30 against
             ``fixed100``): at k=32 the drop was 1.00 judged by anchors it trains on (one run
             ended 60 steps early, while D_f was briefly right again, and lost 1.64 against
