@@ -371,11 +371,10 @@ class Unlearner(BatchSampling):
             finally:
                 bar.close()
                 work.zero_grad(set_to_none=True)
-                self._model = None
-        restore = self._best is not None and self._best[1] != run.steps
-        if restore and self._best is not None:  # the heal's best check, where D_f was forgotten
-            work.load_state_dict(self._best[2])
-        self._best = None
+        best, self._best, self._model = self._best, None, None
+        restore = best is not None and best[1] != run.steps
+        if best is not None and restore:  # the heal's best check, where D_f was forgotten
+            work.load_state_dict(best[2])
         if (cfg.precision != "fp32" or restore) and run.steps > 0:  # the last check may be bf16
             stats = forget_status(work, data, batch_size=cfg.eval_batch_size)
         run.forgotten = stats["forgotten"] == 1.0

@@ -135,13 +135,12 @@ class L2ULConfig(StepConfig):
             has not improved for this many steps (whether or not D_f is forgotten then) the
             heal ends, and the run returns to the model of its best check (0, the default: the
             heal runs ``anchored_heal_steps``). On the forget-ready model it did not beat the
-            fixed heal (validation,
-            seeds 100-102, float32, ``benchmarks/tune_anchored.py``, 30 against
-            ``fixed100``): at k=32 the drop was 1.00 judged by anchors it trains on (one run
-            ended 60 steps early, while D_f was briefly right again, and lost 1.64 against
-            0.22) and 0.61 judged by a held-out tenth, against 0.49; at k=128 2.36 against 1.26
-            (seed 100) and 1.63 against 1.57. The held-out divergence kept falling through the
-            100 heal steps at k=32 (``benchmarks/probe_heal_stop.py``).
+            fixed heal (validation, seeds 100-102, float32, ``benchmarks/tune_anchored.py``,
+            30 against ``fixed100``): at k=32 the drop was 1.00 judged by anchors it trains
+            on (one run ended 60 steps early, while D_f was briefly right again, and lost 1.64
+            against 0.22) and 0.61 judged by a held-out tenth, against 0.49; at k=128 2.36
+            against 1.26 (seed 100) and 1.63 against 1.57. The held-out divergence kept falling
+            through the 100 heal steps at k=32 (``benchmarks/probe_heal_stop.py``).
         anchored_heal_holdout: The fraction of the ``surrogate=`` anchors held out of training
             for the heal's checks (used when it is at least ``L2UL.MIN_HOLDOUT`` = 100 images;
             0: the checks use anchors the run trains on).
