@@ -283,6 +283,36 @@ def test_model_outcomes_refuse_a_broken_model() -> None:
         model_outcomes(Broken(), Broken(), forget=(x, y), test=(x, y), forget_indices=[0, 1, 2, 3])
 
 
+def test_model_outcomes_take_known_test_predictions() -> None:
+    """Given both models' D_test predictions (the CLI's evaluation made them), the page's
+    outcomes equal those computed from the models, which then run on D_f only."""
+    seen: list[int] = []
+
+    class Counting(torch.nn.Module):
+        def __init__(self, shift: int) -> None:
+            super().__init__()
+            self.shift = shift
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(len(x))
+            cls = (x.flatten(1).sum(1).round().long() + self.shift) % 3
+            return torch.eye(3)[cls] * 5
+
+    g = torch.Generator().manual_seed(0)
+    xf, yf = torch.rand(4, 1, 2, 2, generator=g), torch.tensor([0, 1, 2, 0])
+    xt, yt = torch.rand(50, 1, 2, 2, generator=g), torch.randint(0, 3, (50,), generator=g)
+    before, after = Counting(0), Counting(1)
+    sets = {"forget": (xf, yf), "test": (xt, yt), "forget_indices": [5, 6, 7, 8]}
+    full = model_outcomes(before, after, **sets)
+    seen.clear()
+    known = model_outcomes(
+        before, after, **sets,
+        test_pred_before=before(xt).argmax(1), test_pred_after=after(xt).argmax(1),
+    )  # fmt: skip
+    assert known == full
+    assert seen == [50, 50, 4, 4]  # the two calls above, then D_f once per model
+
+
 def _report(k: int, **changes: Any) -> dict[str, Any]:
     return {
         "method": "l2ul", "preset": None, "settings": {"objective": "misclassify"},

@@ -46,14 +46,26 @@ def before_evaluation(
             return dict(saved["metrics"]), torch.tensor(saved["test_pred"], dtype=torch.int64)
         except (OSError, ValueError, KeyError, TypeError) as e:  # a damaged entry: recompute
             logger.warning("ignoring the damaged evaluation cache entry %s (%s)", path, e)
+    metrics, pred = evaluation(model, "original", forget=forget, retain=retain, test=test)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"metrics": metrics, "test_pred": pred.tolist()}))
+    return metrics, pred
+
+
+def evaluation(
+    model: nn.Module, name: str, *, forget: Pair, retain: Pair, test: Pair
+) -> tuple[dict[str, float], Tensor]:
+    """``amnesiac.evaluate(model, forget=..., retain=..., test=...)`` and the model's predicted
+    classes on ``test`` from the same pass (the request page needs them too).
+
+    Raises:
+        DivergenceError: The ``name`` model outputs NaN or infinite logits on D_test.
+    """
     metrics = amnesiac.evaluate(model, forget=forget, retain=retain)
     logits = predict_logits(model, test[0])
     if not torch.isfinite(logits).all():
         raise amnesiac.DivergenceError(
-            "the original model outputs NaN or infinite logits on D_test; it is broken"
+            f"the {name} model outputs NaN or infinite logits on D_test; it is broken"
         )
     metrics["test_acc"] = accuracy_from_logits(logits, test[1])
-    pred = logits.argmax(1).cpu()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps({"metrics": metrics, "test_pred": pred.tolist()}))
-    return metrics, pred
+    return metrics, logits.argmax(1).cpu()

@@ -26,7 +26,7 @@ from amnesiac.cli.common import (
     run_anchors,
     table,
 )
-from amnesiac.cli.evalcache import before_evaluation
+from amnesiac.cli.evalcache import before_evaluation, evaluation
 from amnesiac.cli.flags import (
     add_dataclass_flags,
     data_flags,
@@ -329,7 +329,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         **config.to_dict(),
     )
     t0 = time.perf_counter()
-    after = amnesiac.evaluate(result.model, forget=sets.f_set, retain=sets.r_eval, test=sets.test)
+    after, test_pred_after = evaluation(
+        result.model, "unlearned", forget=sets.f_set, retain=sets.r_eval, test=sets.test
+    )
     t_after = time.perf_counter() - t0
     seconds = {**result.seconds, "evaluate": t_before + t_after}
     _print_outcome(args, sets, before, after, result, seconds)
@@ -350,6 +352,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             forget_indices=sets.forget.tolist(),
             relabel=relabel_run(report),
             test_pred_before=test_pred,
+            test_pred_after=test_pred_after,
         )
     meta = {**ckpt.meta, "unlearned": unlearned}
     if rows.anchors is not None:

@@ -133,6 +133,7 @@ def model_outcomes(
     relabel: bool = False,
     batch_size: int = 1024,
     test_pred_before: Tensor | None = None,
+    test_pred_after: Tensor | None = None,
 ) -> dict[str, Any]:
     """Run both models on D_f and D_test and gather what the request page shows.
 
@@ -147,6 +148,7 @@ def model_outcomes(
         batch_size: Inference batch size.
         test_pred_before: The original model's predicted classes on D_test, where they are
             known already (a cached evaluation), so it is not run on D_test again.
+        test_pred_after: The unlearned model's, likewise (from the run's evaluation).
 
     Returns:
         A JSON-ready dict: ``instances`` (:func:`instance_outcomes`), ``num_classes``,
@@ -166,7 +168,10 @@ def model_outcomes(
         tb = test_pred_before.cpu().long()
     else:
         tb = _logits(original, xt, "original", "test", batch_size).argmax(1)
-    ta = _logits(unlearned, xt, "unlearned", "test", batch_size).argmax(1)
+    if test_pred_after is not None:
+        ta = test_pred_after.cpu().long()
+    else:
+        ta = _logits(unlearned, xt, "unlearned", "test", batch_size).argmax(1)
     num_classes = int(fb.shape[1])
     targets = runner_up(fb, yf) if relabel else None
     return {
