@@ -29,6 +29,7 @@ from amnesiac.methods.base import (
 )
 from amnesiac.metrics.accuracy import accuracy_from_logits, inference_model, predict_logits
 from amnesiac.metrics.mia import mia_from_logits
+from amnesiac.ops.layout import INFERENCE_BATCH_SIZE
 from amnesiac.ops.losses import runner_up
 
 logger = logging.getLogger(__name__)
@@ -284,7 +285,7 @@ def evaluate(
     test: Data | None = None,
     targets: Tensor | None = None,
     membership: bool = False,
-    batch_size: int = 1024,
+    batch_size: int = INFERENCE_BATCH_SIZE,
 ) -> dict[str, float]:
     """Accuracy of ``model`` on each given set, in percent, as a flat dict.
 

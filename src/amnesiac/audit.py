@@ -28,10 +28,13 @@ from amnesiac.metrics.lira import (
 from amnesiac.metrics.mia import mia_from_logits
 from amnesiac.metrics.relearn import relearn_steps
 from amnesiac.ops.features import batched_features, last_linear
+from amnesiac.ops.layout import INFERENCE_BATCH_SIZE
 from amnesiac.shadows import Shadows
 
 
-def shadow_phi(shadows: Shadows, x: Tensor, y: Tensor, *, batch_size: int = 1024) -> Tensor:
+def shadow_phi(
+    shadows: Shadows, x: Tensor, y: Tensor, *, batch_size: int = INFERENCE_BATCH_SIZE
+) -> Tensor:
     """Every shadow model's scaled logit (:func:`amnesiac.metrics.scaled_logit`) of ``(x, y)``.
 
     Shape:
@@ -84,7 +87,9 @@ def lira_report(
 
 
 @torch.inference_mode()
-def penultimate_features(model: nn.Module, x: Tensor, batch_size: int = 1024) -> Tensor | None:
+def penultimate_features(
+    model: nn.Module, x: Tensor, batch_size: int = INFERENCE_BATCH_SIZE
+) -> Tensor | None:
     """The model's penultimate features (:func:`amnesiac.ops.penultimate_features`) in eval mode
     and batches, or ``None`` if it has none."""
     if not hasattr(model, "features") and last_linear(model) is None:
@@ -105,7 +110,7 @@ def audit(
     relearn_max_steps: int = 200,
     relearn_lr: float = 1e-3,
     seed: int = 0,
-    batch_size: int = 1024,
+    batch_size: int = INFERENCE_BATCH_SIZE,
 ) -> dict[str, Any]:
     """Measure how well ``model`` forgot ``forget``, next to ``original`` (and ``retrained``).
 

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from amnesiac.data.tensors import as_tensors
 from amnesiac.errors import DivergenceError, InvalidSettingsError
 from amnesiac.metrics.accuracy import predict_logits
+from amnesiac.ops.layout import INFERENCE_BATCH_SIZE
 from amnesiac.ops.losses import runner_up
 
 Pair = tuple[Tensor, Tensor]
@@ -131,7 +132,7 @@ def model_outcomes(
     test: Pair,
     forget_indices: Sequence[int],
     relabel: bool = False,
-    batch_size: int = 1024,
+    batch_size: int = INFERENCE_BATCH_SIZE,
     test_pred_before: Tensor | None = None,
     test_pred_after: Tensor | None = None,
 ) -> dict[str, Any]:

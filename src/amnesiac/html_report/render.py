@@ -23,6 +23,7 @@ from amnesiac.ledger import (
     find_entry,
     read_ledger,
 )
+from amnesiac.ops.layout import INFERENCE_BATCH_SIZE
 from amnesiac.records import UnlearnReport
 
 
@@ -96,7 +97,7 @@ def build_report_html(
     audit: dict[str, Any] | None = None,
     ledger: LedgerView | None = None,
     max_images: int = DEFAULT_MAX_IMAGES,
-    batch_size: int = 1024,
+    batch_size: int = INFERENCE_BATCH_SIZE,
 ) -> str:
     """Run both models on D_f and D_test (:func:`model_outcomes`) and render the page.
 

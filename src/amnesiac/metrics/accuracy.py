@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from amnesiac.ops.layout import channels_last_copy
+from amnesiac.ops.layout import INFERENCE_BATCH_SIZE, channels_last_copy
 
 
 def inference_model(model: nn.Module, x: Tensor) -> nn.Module:
@@ -20,7 +20,9 @@ def inference_model(model: nn.Module, x: Tensor) -> nn.Module:
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, x: Tensor, *, batch_size: int = 1024) -> Tensor:
+def predict_logits(
+    model: nn.Module, x: Tensor, *, batch_size: int = INFERENCE_BATCH_SIZE
+) -> Tensor:
     """Logits of ``model`` on ``x`` in eval mode; the model's train/eval mode is restored after.
 
     Shape:
@@ -50,7 +52,9 @@ def accuracy_from_logits(logits: Tensor, y: Tensor) -> float:
     return float((logits.argmax(1) == y.to(logits.device)).float().mean().item() * 100.0)
 
 
-def accuracy(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 1024) -> float:
+def accuracy(
+    model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = INFERENCE_BATCH_SIZE
+) -> float:
     """Top-1 accuracy of ``model`` on ``(x, y)`` in percent (eval mode, no gradients)."""
     if len(y) == 0:
         return float("nan")

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from amnesiac.errors import InvalidSettingsError
+from amnesiac.ops.layout import INFERENCE_BATCH_SIZE
 
 
 def last_linear(model: nn.Module) -> nn.Linear | None:
@@ -58,7 +59,7 @@ def penultimate_features(model: nn.Module, x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def batched_features(model: nn.Module, x: Tensor, batch_size: int = 1024) -> Tensor:
+def batched_features(model: nn.Module, x: Tensor, batch_size: int = INFERENCE_BATCH_SIZE) -> Tensor:
     """:func:`penultimate_features` of ``x`` in batches of ``batch_size``, in eval mode, without
     gradients, in float32; the model's mode is restored after.
 
