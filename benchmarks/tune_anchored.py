@@ -102,6 +102,19 @@ CANDIDATES: dict[str, dict] = {
     "fixed100": {"anchored_heal_patience": 0},
     "hstop_held": {"anchored_heal_patience": 30, "anchored_heal_holdout": 0.1},
     "hstop": {"anchored_heal_patience": 30},
+    # round 13 (float32, AVX2-only CPU): the anchors held by their logits (mean squared error
+    # against the original's, weight 1 or 3) instead of the KL divergence of their softmax
+    # (weight 10), which saturates on confidently classified anchors and so holds the argmax
+    # rather than the margins around it
+    "mse1": {"proxy_loss": "logit_mse", "proxy_weight": 1.0},
+    "mse3": {"proxy_loss": "logit_mse", "proxy_weight": 3.0},
+    # the logit hold at weight 3 (the better of the two) forgot D_f in half again as many steps
+    # at k=128; at three times the learning rate, or with half the anchors per step
+    "mse3+lr3e-3": {"proxy_loss": "logit_mse", "proxy_weight": 3.0, "anchored_lr": 3e-3},
+    "mse3+pb64": {"proxy_loss": "logit_mse", "proxy_weight": 3.0, "proxy_batch_size": 64},
+    # round 13's means (float32): k=128 fixed100 1.57 (44,700 images), mse1 1.81, mse3 0.95
+    # (70,300), mse3+lr3e-3 0.93 (61,600), mse3+pb64 0.98 (50,600); k=32 fixed100 0.49 (19,800),
+    # mse3 0.39 (23,100), mse3+pb64 0.48 (13,000); k=512 seed 100 fixed100 4.68, mse3+pb64 5.08
 }
 HERE = Path(__file__).parent
 PRECISION = os.environ.get("TUNE_PRECISION", "bf16")

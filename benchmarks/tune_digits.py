@@ -49,6 +49,15 @@ CANDIDATES: dict[str, dict] = {
     # grown to 2,000 images by shifted/flipped/mixed copies (anchored_augment_to)
     "A+lr2e-3": {"surrogate": "test:0:150"},
     "A+augto2000": {"surrogate": "test:0:150", "anchored_augment_to": 2000},
+    # the anchors held by their logits (mean squared error, weight 3) instead of the KL
+    # divergence of their softmax (weight 10): tune_anchored.py round 13
+    "A+mse3": {"surrogate": "test:0:150", "proxy_loss": "logit_mse", "proxy_weight": 3.0},
+    "A+mse3+pb64": {
+        "surrogate": "test:0:150",
+        "proxy_loss": "logit_mse",
+        "proxy_weight": 3.0,
+        "proxy_batch_size": 64,
+    },
 }
 
 
