@@ -53,6 +53,7 @@ from amnesiac.methods.base import (
 )
 from amnesiac.models import Checkpoint
 from amnesiac.models.checkpoint import checkpoint_bytes
+from amnesiac.records import UnlearnReport
 
 DEFAULT_METHOD = "l2ul"
 
@@ -283,6 +284,28 @@ def _release_only(
     return 0
 
 
+def _page_outcomes(
+    ckpt: Checkpoint,
+    result: amnesiac.UnlearnResult,
+    sets: RunSets,
+    report: UnlearnReport,
+    pred_before: torch.Tensor,
+    pred_after: torch.Tensor,
+) -> dict[str, Any]:
+    """The request page's outputs of both models (:func:`model_outcomes`), with their D_test
+    predictions from the evaluations the run made."""
+    return model_outcomes(
+        ckpt.model,
+        result.model,
+        forget=sets.f_set,
+        test=sets.test,
+        forget_indices=sets.forget.tolist(),
+        relabel=relabel_run(report),
+        test_pred_before=pred_before,
+        test_pred_after=pred_after,
+    )
+
+
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     """Unlearn ``--forget`` from ``--model``; print the outcome and write the outputs asked for."""
     config = method_config(args, extra)
@@ -342,18 +365,12 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         "settings": result.config,
     }
     report = report_json(args, data, source, model_sha, sets, before, after, result, seconds)
-    outcomes = None
-    if args.html:  # the models' outputs for the page, before anything is written
-        outcomes = model_outcomes(
-            ckpt.model,
-            result.model,
-            forget=sets.f_set,
-            test=sets.test,
-            forget_indices=sets.forget.tolist(),
-            relabel=relabel_run(report),
-            test_pred_before=test_pred,
-            test_pred_after=test_pred_after,
-        )
+    # the models' outputs for the page, before anything is written
+    outcomes = (
+        _page_outcomes(ckpt, result, sets, report, test_pred, test_pred_after)
+        if args.html
+        else None
+    )
     meta = {**ckpt.meta, "unlearned": unlearned}
     if rows.anchors is not None:
         meta["anchors"] = rows.anchors
