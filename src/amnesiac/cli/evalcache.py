@@ -56,7 +56,8 @@ def evaluation(
     model: nn.Module, name: str, *, forget: Pair, retain: Pair, test: Pair
 ) -> tuple[dict[str, float], Tensor]:
     """``amnesiac.evaluate(model, forget=..., retain=..., test=...)`` and the model's predicted
-    classes on ``test`` from the same pass (the request page needs them too).
+    classes on ``test``: one pass on ``test`` gives its accuracy and the predictions the request
+    page needs.
 
     Raises:
         DivergenceError: The ``name`` model outputs NaN or infinite logits on D_test.
