@@ -23,6 +23,7 @@ against 0.58, 0.22 and 0.16 against 0.22.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -33,21 +34,10 @@ from tune_anchored import _setup, forget_and_validation  # beside this script
 import amnesiac
 from amnesiac.metrics.accuracy import predict_logits
 from amnesiac.ops.losses import distill_kl
-from amnesiac.ops.shrink import shrink_update
+from amnesiac.ops.shrink import interpolated_state, shrink_update
 
 PRECISION = os.environ.get("PROBE_PRECISION", "fp32")
 STEP = 0.05
-
-
-def _line(original: torch.nn.Module, model: torch.nn.Module, a: float) -> torch.nn.Module:
-    import copy
-
-    s0, s1 = original.state_dict(), model.state_dict()
-    out = copy.deepcopy(model)
-    out.load_state_dict(
-        {k: s0[k] + a * (s1[k] - s0[k]) if s1[k].is_floating_point() else s1[k] for k in s1}
-    )
-    return out
 
 
 def probe(k: int, seed: int) -> None:
@@ -64,8 +54,9 @@ def probe(k: int, seed: int) -> None:
 
     _, default_a = shrink_update(model, result.model, forgotten, steps=10)
     fractions = sorted({round(1.0 - i * STEP, 4) for i in range(int(1 / STEP))} | {default_a})
+    s0, s1, m = model.state_dict(), result.model.state_dict(), copy.deepcopy(result.model)
     for a in reversed(fractions):
-        m = _line(model, result.model, a)
+        m.load_state_dict(interpolated_state(s0, s1, a))
         metrics = amnesiac.evaluate(m, forget=f, test=v)
         row = {
             "k": k, "seed": seed, "a": a, "default": a == default_a,

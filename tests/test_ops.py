@@ -833,6 +833,17 @@ def test_shrink_update_finds_the_smallest_fraction_that_still_forgets() -> None:
         shrink_update(original, original, forgotten)
 
 
+def test_interpolated_state_mixes_float_entries_and_keeps_the_others() -> None:
+    from amnesiac.ops.shrink import interpolated_state
+
+    s0 = {"w": torch.tensor([0.0, 4.0]), "n": torch.tensor(3)}
+    s1 = {"w": torch.tensor([2.0, 0.0]), "n": torch.tensor(7)}
+    assert torch.equal(interpolated_state(s0, s1, 0.25)["w"], torch.tensor([0.5, 3.0]))
+    assert interpolated_state(s0, s1, 0.25)["n"].item() == 7  # a step counter: from s1
+    assert torch.equal(interpolated_state(s0, s1, 0.0)["w"], s0["w"])
+    assert torch.equal(interpolated_state(s0, s1, 1.0)["w"], s1["w"])
+
+
 # --------------------------------------------------------------------------------------------
 # Layout: channels-last storage changes strides, never values
 # --------------------------------------------------------------------------------------------

@@ -12,9 +12,16 @@ import copy
 from collections.abc import Callable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from amnesiac.errors import InvalidSettingsError
+
+
+def interpolated_state(s0: dict[str, Tensor], s1: dict[str, Tensor], a: float) -> dict[str, Tensor]:
+    """The state dict ``θ0 + a (θ - θ0)`` of state dicts ``s0`` (θ0) and ``s1`` (θ) with the same
+    keys: every floating-point entry interpolated, the others (e.g. BatchNorm's step counters)
+    taken from ``s1``."""
+    return {k: s0[k] + a * (s1[k] - s0[k]) if s1[k].is_floating_point() else s1[k] for k in s1}
 
 
 @torch.no_grad()
@@ -50,9 +57,7 @@ def shrink_update(
     out = copy.deepcopy(model)
 
     def at(a: float) -> bool:
-        out.load_state_dict(
-            {k: s0[k] + a * (s1[k] - s0[k]) if s1[k].is_floating_point() else s1[k] for k in s1}
-        )
+        out.load_state_dict(interpolated_state(s0, s1, a))
         return holds(out)
 
     if not at(1.0):
