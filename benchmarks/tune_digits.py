@@ -21,6 +21,9 @@ import amnesiac
 
 HERE = Path(__file__).parent
 NO_ESC = {"forget_escalate_steps": 0}  # the defaults before forget_escalate_steps existed
+# no hold on the anchors' logits (anchored_logit_weight, added after these rows but A+kl10+mse1)
+L0 = {"anchored_logit_weight": 0.0}
+MSE_PB64 = {"surrogate": "test:0:150", "proxy_loss": "logit_mse", "proxy_batch_size": 64, **L0}
 CANDIDATES: dict[str, dict] = {
     "L": {},
     "L-esc": NO_ESC,
@@ -48,18 +51,28 @@ CANDIDATES: dict[str, dict] = {
     # anchored_lr=2e-3 (the default since; "A+cos100" rows ran at 1e-3), and the 150 anchors
     # grown to 2,000 images by shifted/flipped/mixed copies (anchored_augment_to)
     "A+lr2e-3": {"surrogate": "test:0:150"},
-    "A+augto2000": {"surrogate": "test:0:150", "anchored_augment_to": 2000},
+    "A+augto2000": {"surrogate": "test:0:150", "anchored_augment_to": 2000, **L0},
     # the anchors held by their logits (mean squared error, weight 3) instead of the KL
     # divergence of their softmax (weight 10): tune_anchored.py round 13. Plain CNN (bf16 on an
     # AVX2-only CPU, so slow): 0.44 against 0.78 for A+augto2000 at k=32, 7.22 against 9.44 at
     # k=128. A+mse3+pb64, the Fashion-MNIST pick, had not run on digits yet.
-    "A+mse3": {"surrogate": "test:0:150", "proxy_loss": "logit_mse", "proxy_weight": 3.0},
+    "A+mse3": {"surrogate": "test:0:150", "proxy_loss": "logit_mse", "proxy_weight": 3.0, **L0},
     "A+mse3+pb64": {
         "surrogate": "test:0:150",
         "proxy_loss": "logit_mse",
         "proxy_weight": 3.0,
         "proxy_batch_size": 64,
+        **L0,
     },
+    # the logit hold's weight is in squared logits, whose scale is the model's: on the CNN
+    # without BatchNorm (logit variance across classes 37 on its anchors, 19 for the
+    # Fashion-MNIST ResNet-20) A+mse3+pb64 lost more than the KL hold; lighter and heavier
+    "A+mse1.5+pb64": {**MSE_PB64, "proxy_weight": 1.5},
+    "A+mse1+pb64": {**MSE_PB64, "proxy_weight": 1.0},
+    "A+mse6+pb64": {**MSE_PB64, "proxy_weight": 6.0},
+    # the logits held beside the KL term (anchored_logit_weight=1, the default since; tune_anchored
+    # round 14): first run through a patched copy computing the same loss
+    "A+kl10+mse1": {"surrogate": "test:0:150"},
 }
 
 

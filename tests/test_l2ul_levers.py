@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -283,3 +285,39 @@ def test_anchored_lr_replaces_lr_with_anchors_only(tiny_model, forget8, digits, 
     e = amnesiac.unlearn(tiny_model, forget=forget8, surrogate=sur, **fast)
     same = zip(d.model.state_dict().values(), e.model.state_dict().values(), strict=True)
     assert all(torch.equal(p, q) for p, q in same)
+
+
+def test_the_anchors_logits_are_held_beside_the_kl_term_only_with_anchors(
+    tiny_model, digits
+) -> None:
+    """anchored_logit_weight adds the mean squared logit difference on the step's anchors to the
+    loss (an oracle computed here from the same anchors); forget-only runs never add it."""
+    import torch.nn.functional as F
+
+    idx = amnesiac.parse_forget("random:8:0", digits.train_y)
+    x, y = digits.train_x[idx], digits.train_y[idx]
+    settings = {**FAST, "anchored_augment_to": 0}
+    anchors = digits.test_x[:64]
+    for weight in (0.0, 2.5):
+        method = L2UL(amnesiac.make_config("l2ul", anchored_logit_weight=weight, **settings))
+        data = UnlearnData(x, y, None, None, None, 10, anchors)
+        model = copy.deepcopy(tiny_model).eval()
+        method.prepare(model, tiny_model.eval(), data)
+        with torch.no_grad():  # nudge the model so its logits differ from the original's
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+        state = method.generator.get_state()
+        parts = method.loss(model, data, 1)
+        method.generator.set_state(state)
+        batch = method._anchor_batch()
+        assert method.proxy_x is not None and method.proxy_logits is not None
+        oracle = F.mse_loss(model(method.proxy_x[batch]), method.proxy_logits[batch])
+        if weight == 0:
+            assert "logit" not in parts
+        else:
+            assert torch.allclose(parts["logit"], oracle, rtol=1e-5)
+            no_logit = parts["loss"] - weight * parts["logit"]
+            assert torch.allclose(no_logit, parts["forget"] + 10.0 * parts["proxy"], rtol=1e-5)
+    forget_only = L2UL(amnesiac.make_config("l2ul", anchored_logit_weight=2.5, **settings))
+    forget_only.prepare(tiny_model, tiny_model.eval(), UnlearnData(x, y, None, None, None, 10))
+    assert "logit" not in forget_only.loss(tiny_model, UnlearnData(x, y, None, None, None, 10), 1)

@@ -110,6 +110,8 @@ ADDED_SETTINGS: dict[str, dict[str, Any]] = {
         # only with it, so any value reproduces those runs
         "anchored_heal_patience": 0,
         "anchored_heal_holdout": 0.0,
+        # before it, anchors were held by proxy_loss alone
+        "anchored_logit_weight": 0.0,
     },
     "RandomLabelConfig": {"crop_fraction": 0.0, "flip": False},
     "AmunConfig": {"retain_sample": 0},

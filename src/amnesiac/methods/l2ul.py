@@ -132,6 +132,10 @@ class L2UL(Unlearner):
       60,400. An anchor set of fewer than 2,000 images is grown to 2,000 by copies of itself
       (``anchored_augment_to``): with 500 anchors, 0.80 against 1.17 at k=32.
 
+    * With anchors, their logits are held too, beside the KL divergence of their outputs
+      (``anchored_logit_weight=1``): the KL term saturates on confidently classified anchors.
+      Validation drop at k=128 0.86 against 1.49 (seeds 100-102), from a fifth more images.
+
     Known limit: the result of a single run varies by several points with the forget set
     (validation drops 1.5 to 8.0 at k=32 over forget seeds 100-102), and within one run with
     the step it ends at. The margin term and the proxy term take turns: every 10 steps of a long
@@ -194,6 +198,7 @@ class L2UL(Unlearner):
         self.escalation = 1.0
         self.reg_weight = config.reg_weight if isinstance(config, L2ULConfig) else 0.0
         self.scale_k = config.forget_scale_k if isinstance(config, L2ULConfig) else 0
+        self.logit_weight = 0.0
         self._forget_term: Tensor | None = None
         #: The anchors the anchored heal is judged by and the original model's logits on them.
         self.judge_x: Tensor | None = None
@@ -279,6 +284,7 @@ class L2UL(Unlearner):
         self.heal_steps = c.anchored_heal_steps if anchored else c.heal_steps
         self.heal_patience = c.anchored_heal_patience if anchored else c.heal_patience
         self.lr = c.anchored_lr if anchored else c.lr
+        self.logit_weight = c.anchored_logit_weight if anchored else 0.0
 
     def _copy_settings(self, side: int) -> dict[str, Any]:
         """How forget-set proxies and anchor copies are made from images ``side`` pixels on
@@ -372,6 +378,9 @@ class L2UL(Unlearner):
                 )
             parts["proxy"] = lp
             total = total + c.proxy_weight * lp
+            if self.logit_weight > 0:  # anchors only: a second hold, on their logits
+                parts["logit"] = F.mse_loss(out_p, ref)
+                total = total + self.logit_weight * parts["logit"]
         if self.weights:
             reg = importance_penalty(model, self.theta0, self.weights)
             parts["reg"] = reg

@@ -62,6 +62,7 @@ PAPER_PRESET: dict[str, Any] = {
     "proxy_loss": "kl",
     "anchored_lr": 1e-3,
     "anchored_augment_to": 0,
+    "anchored_logit_weight": 0.0,
 }
 
 
@@ -72,7 +73,8 @@ PAPER_PRESET: dict[str, Any] = {
 # The MAS penalty stays on in it (as when it was chosen, so its benchmark rows stay current); the
 # defaults now turn it off under anchors (``anchored_reg_weight``), which measured better; so
 # does the forget term's scale with k (``anchored_forget_scale_k``), the heal's decaying
-# learning rate (``anchored_heal_schedule``) and a doubled learning rate (``anchored_lr``).
+# learning rate (``anchored_heal_schedule``), a doubled learning rate (``anchored_lr``) and a hold
+# on the anchors' logits (``anchored_logit_weight``).
 SURROGATE_PRESET: dict[str, Any] = {
     "proxy_batch_size": 256,
     "anchored_heal_steps": 400,
@@ -83,4 +85,5 @@ SURROGATE_PRESET: dict[str, Any] = {
     "anchored_heal_schedule": "constant",
     "anchored_lr": 1e-3,
     "anchored_augment_to": 0,
+    "anchored_logit_weight": 0.0,
 }
