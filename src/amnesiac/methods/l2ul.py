@@ -132,9 +132,8 @@ class L2UL(Unlearner):
       60,400. An anchor set of fewer than 2,000 images is grown to 2,000 by copies of itself
       (``anchored_augment_to``): with 500 anchors, 0.80 against 1.17 at k=32.
 
-    * With anchors, their logits are held too, beside the KL divergence of their outputs
-      (``anchored_logit_weight=1``): the KL term saturates on confidently classified anchors.
-      Validation drop at k=128 0.86 against 1.49 (seeds 100-102), from a fifth more images.
+    * With anchors, their logits are held beside the KL term (``anchored_logit_weight=1``):
+      validation drop at k=128 0.86 against 1.49 (seeds 100-102), from a fifth more images.
 
     Known limit: the result of a single run varies by several points with the forget set
     (validation drops 1.5 to 8.0 at k=32 over forget seeds 100-102), and within one run with
@@ -198,7 +197,6 @@ class L2UL(Unlearner):
         self.escalation = 1.0
         self.reg_weight = config.reg_weight if isinstance(config, L2ULConfig) else 0.0
         self.scale_k = config.forget_scale_k if isinstance(config, L2ULConfig) else 0
-        self.logit_weight = 0.0
         self._forget_term: Tensor | None = None
         #: The anchors the anchored heal is judged by and the original model's logits on them.
         self.judge_x: Tensor | None = None
