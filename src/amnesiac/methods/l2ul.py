@@ -377,7 +377,7 @@ class L2UL(Unlearner):
             parts["proxy"] = lp
             total = total + c.proxy_weight * lp
             if self.logit_weight > 0:  # anchors only: a second hold, on their logits
-                parts["logit"] = F.mse_loss(out_p, ref)
+                parts["logit"] = lp if c.proxy_loss == "logit_mse" else F.mse_loss(out_p, ref)
                 total = total + self.logit_weight * parts["logit"]
         if self.weights:
             reg = importance_penalty(model, self.theta0, self.weights)
